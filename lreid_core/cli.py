@@ -1,0 +1,161 @@
+"""The ``lreid`` console script: demo, run, synth, bench."""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from .errors import LReIDError
+
+
+def _run_methods(cfg, methods: list[str], out: Path, progress: bool = True):
+    """Train every method in ``methods`` on one benchmark; each run lands in out/<method>."""
+    from .data.benchmark import build_benchmark
+    from .train import Trainer
+
+    bench = build_benchmark(cfg)
+    results = []
+    for name in methods:
+        run_dir = out / name
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        t0 = time.perf_counter()
+        cfg.method.name = name
+        results.append(Trainer(cfg, name, bench, run_dir, progress=progress).fit())
+        print(f"  {name}: done in {time.perf_counter() - t0:.0f} s", flush=True)
+    return results
+
+
+def write_table(results, out: Path) -> None:
+    from .io import atomic_write_text
+
+    rows = [["method", "seen_mAP", "seen_R1", "unseen_mAP", "unseen_R1", "forgetting_mAP"]]
+    for r in results:
+        s = r.summary()
+        rows.append([r.method] + [f"{100 * s[k]:.2f}" for k in rows[0][1:]])
+    atomic_write_text(out / "table.csv", "\n".join(",".join(row) for row in rows) + "\n")
+
+
+def cmd_demo(args) -> None:
+    from .config import load_config, parse_overrides
+    from .methods import list_methods
+    from .results import format_table
+    from .viz import save_demo_figures
+
+    cfg = load_config(profile_name=args.profile, overrides=parse_overrides(args.set))
+    methods = args.methods.split(",") if args.methods else list_methods()
+    out = Path(args.out)
+    print(f"lreid demo: profile {cfg.profile}, order {' -> '.join(cfg.data.order)}, "
+          f"unseen {', '.join(cfg.data.unseen)}, methods {', '.join(methods)}", flush=True)
+    start = time.perf_counter()
+    results = _run_methods(cfg, methods, out)
+    wall = time.perf_counter() - start
+    write_table(results, out)
+    figures = save_demo_figures(results, out)
+    print("\n" + format_table(results))
+    print(f"\n(mAP/R1 in %, averaged over the {len(cfg.data.order)} seen / {len(cfg.data.unseen)} unseen domains after "
+          f"the last step; Forget = mean mAP drop of earlier domains)\nwall time {wall:.0f} s; table: {out / 'table.csv'}; "
+          f"figures: {', '.join(str(p) for p in figures[:2])}")
+
+
+def cmd_run(args) -> None:
+    from .config import load_config, parse_overrides
+    from .data.benchmark import resolve_order
+    from .results import format_table
+
+    overrides = parse_overrides(args.set)
+    if args.method:
+        overrides.setdefault("method", {})["name"] = args.method
+    if args.order:
+        overrides.setdefault("data", {})["order"] = resolve_order(args.order)
+    if args.data_root:
+        overrides.setdefault("data", {})["root"] = args.data_root
+    cfg = load_config(args.config, profile_name=args.profile, overrides=overrides)
+    out = Path(args.out) if args.out else Path(cfg.out_dir) / f"{cfg.profile}-{cfg.method.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if (out / "metrics.json").exists():
+        raise LReIDError(f"run directory already holds a run: {out} (choose another --out)")
+    from .data.benchmark import build_benchmark
+    from .train import Trainer
+
+    bench = build_benchmark(cfg)
+    results = [Trainer(cfg, cfg.method.name, bench, out, progress=not args.quiet).fit()]
+    print(format_table(results))
+    print(f"run directory: {out}")
+
+
+def cmd_synth(args) -> None:
+    from .data.synthetic import make_benchmark
+
+    domains = args.domains.split(",") if args.domains else None
+    paths = make_benchmark(args.out, domains=domains, seed=args.seed, overwrite=args.overwrite)
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+
+
+def cmd_bench(args) -> None:
+    if args.what == "eval":
+        from .evaluate import bench_rank_metrics, format_bench
+
+        print(format_bench(bench_rank_metrics()))
+    else:
+        from .bench import bench_train
+
+        bench_train(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lreid", description="Lifelong person re-identification workbench")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    d = sub.add_parser("demo", help="synthetic 5-domain order, every registered method, Table-2 style table")
+    d.add_argument("--profile", default="demo", help="smoke | demo (default) | paper")
+    d.add_argument("--methods", default="", help="comma list (default: every registered method)")
+    d.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    d.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, e.g. train.epochs=2")
+    d.set_defaults(func=cmd_demo)
+
+    r = sub.add_parser("run", help="one method over one domain order (real data or synthetic)")
+    r.add_argument("--config", default=None, help="YAML config file")
+    r.add_argument("--profile", default=None, help="smoke | demo | paper (default: the config's, else paper)")
+    r.add_argument("--method", default=None)
+    r.add_argument("--order", default=None, help="order1 | order2 | comma list of dataset names")
+    r.add_argument("--data-root", default=None, help="folder holding the datasets")
+    r.add_argument("--out", default=None, help="run directory (default runs/<profile>-<method>-<time>)")
+    r.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("synth", help="write the synthetic benchmark in Market-1501 layout")
+    s.add_argument("--out", required=True)
+    s.add_argument("--domains", default="", help="comma list (default: all built-in domains)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--overwrite", action="store_true")
+    s.set_defaults(func=cmd_synth)
+
+    b = sub.add_parser("bench", help="speed benchmarks: eval (rank metrics) or train (step time)")
+    b.add_argument("what", choices=["eval", "train"])
+    b.add_argument("--profile", default="auto", help="train: smoke | demo | paper | auto (paper on GPU, demo on CPU)")
+    b.add_argument("--iters", type=int, default=0, help="train: timed iterations per method (0 = profile default)")
+    b.add_argument("--methods", default="base,lwf,patchkd", help="train: comma list")
+    b.add_argument("--out", default="", help="train: also write the figures as JSON here")
+    b.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except LReIDError as exc:
+        print(f"lreid: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lreid: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

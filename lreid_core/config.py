@@ -1,0 +1,282 @@
+"""Typed configuration: one dataclass per concern, three profiles (smoke/demo/paper), YAML load and overrides.
+
+A run's config is fully resolved before anything is written, and it is stored in the run directory so a
+checkpoint always carries the settings that produced it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import LReIDError
+
+ORDERS: dict[str, list[str]] = {
+    # Training order-1 and order-2 of the LReID benchmark (PatchKD, Table 2).
+    "order1": ["market1501", "cuhk_sysu", "dukemtmc", "msmt17", "cuhk03"],
+    "order2": ["dukemtmc", "msmt17", "market1501", "cuhk_sysu", "cuhk03"],
+}
+UNSEEN_REAL = ["viper", "prid", "grid", "ilids", "cuhk01", "cuhk02", "sensereid"]
+
+
+@dataclass
+class DataConfig:
+    root: str = ""                      # folder holding the datasets ("" -> the synthetic benchmark cache)
+    order: list[str] = field(default_factory=list)   # seen domains in training order
+    unseen: list[str] = field(default_factory=list)  # generalisation test sets
+    ids_per_domain: int = 500           # training identities sampled per seen domain (LReID protocol)
+    height: int = 256                   # model input height
+    width: int = 128                    # model input width
+    synthetic: bool = False             # make the synthetic benchmark under root when missing
+    synth_train_ids: int = 100          # synthetic: training identities per domain
+    synth_test_ids: int = 60            # synthetic: test identities per domain
+    synth_images_per_id: int = 12       # synthetic: images per training identity
+    synth_seed: int = 0                 # synthetic: generator seed
+    cache_device: str = "auto"          # where the uint8 image cache lives: auto (= model device), cpu, cuda
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "resnet50"          # resnet50 | resnet18 | small (CPU profiles)
+    pretrained: str = ""                # local path to ImageNet weights ("" -> random init, warned once)
+    last_stride: int = 1                # last-stage stride (1 as in the strong ReID baseline)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 50
+    iters_per_epoch: int = 150
+    lr: float = 3.5e-4
+    weight_decay: float = 5e-4
+    milestones: list[int] = field(default_factory=lambda: [25, 35])  # epochs where lr *= lr_decay
+    lr_decay: float = 0.1
+    optimizer: str = "adam"             # adam | sgd_clr (triangular cyclical LR, seed 2)
+    clr_base_lr: float = 1e-3           # sgd_clr: lower bound of the triangle
+    clr_max_lr: float = 6e-3            # sgd_clr: upper bound of the triangle
+    clr_step_size: int = 2000           # sgd_clr: iterations per half cycle
+    p_ids: int = 32                     # identities per batch (P)
+    k_imgs: int = 4                     # images per identity (K)
+    triplet_margin: float = 0.3
+    amp: bool = True                    # bf16 autocast on CUDA (ignored on CPU)
+    channels_last: bool = True          # channels_last memory format on CUDA
+    compile: bool = False               # torch.compile the model (CUDA only)
+    device: str = "auto"                # auto | cpu | cuda | cuda:N
+    seed: int = 0
+    deterministic: bool = False         # torch deterministic algorithms (exact CPU reproducibility)
+    eval_batch: int = 256
+    joint_epochs_factor: float = 1.0    # joint: epochs x number of domains x this (paper: 250 = 5 x 50)
+
+
+@dataclass
+class MethodConfig:
+    name: str = "lwf"
+    tau: float = 2.0                    # distillation temperature (Eq. 2)
+    gamma0: float = 1.0                 # weight of L_KD (Eq. 3)
+    kd_tau2: bool = False               # official-code form: scale KD by tau^2 (paper form: off)
+    # PatchKD (Sec. 4.2-4.4)
+    k: int = 3                          # patches per image = sampler branches
+    gamma1: float = 0.5                 # weight of L_div in L_sel (Eq. 10)
+    gamma2: float = 0.1                 # weight of L_PLD (Eq. 14)
+    gamma3: float = 100.0               # weight of L_PRD (Eq. 14)
+    scorer_hidden: int = 0              # scorer hidden channels (0 -> 2C)
+    use_conf: bool = True               # ablation: w/o L_conf
+    use_div: bool = True                # ablation: w/o L_div
+    shared_classifier: bool = False     # ablation: phi_p = phi
+    relation: str = "distance"          # distance (Eq. 12-13) | fc (all relations at once)
+    random_patches: bool = False        # sanity baseline: uniform random patch locations, no learned sampler
+    relation_norm: str = "set_size"     # set_size (paper) | mean_distance (official code, RKD style)
+    conf_as_kd: bool = False            # official code: L_conf as KD of old patch logits with themselves
+    div_on_bn: bool = False             # official code: L_div on BN-normalised patch features
+    huber_delta: float = 1.0
+    # multi-head covariance (seed 2)
+    cov_lambda: float = 1.0
+    cov_alpha: float = 1e-9
+    cov_beta: float = 0.0
+    cov_eval: str = "concat"            # task-agnostic features: concat | mean ; task_aware handled in eval
+    # SPD baseline
+    spd_weight: float = 3000.0
+
+
+@dataclass
+class Config:
+    profile: str = "paper"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    out_dir: str = "runs"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def default_cache_root() -> Path:
+    """Where the synthetic benchmark lives unless data.root says otherwise ($LREID_CACHE overrides)."""
+    return Path(os.environ.get("LREID_CACHE", Path.home() / ".cache" / "lreid")) / "synthetic"
+
+
+def profile(name: str) -> Config:
+    """The three built-in profiles (DESIGN 6): smoke (tests/CI), demo (CPU <= 10 min), paper (GPU)."""
+    from .data.synthetic import DEFAULT_DOMAINS, DEFAULT_UNSEEN
+
+    if name == "paper":
+        return Config(profile="paper", data=DataConfig(order=list(ORDERS["order1"]), unseen=list(UNSEEN_REAL)))
+    if name == "demo":
+        return Config(
+            profile="demo",
+            data=DataConfig(order=list(DEFAULT_DOMAINS), unseen=list(DEFAULT_UNSEEN), height=64, width=32,
+                            synthetic=True, ids_per_domain=500),
+            model=ModelConfig(backbone="small", last_stride=1),
+            train=TrainConfig(epochs=6, iters_per_epoch=20, milestones=[4, 5], lr=1e-3, p_ids=16, k_imgs=4,
+                              eval_batch=512),
+        )
+    if name == "smoke":
+        return Config(
+            profile="smoke",
+            data=DataConfig(order=list(DEFAULT_DOMAINS[:2]), unseen=list(DEFAULT_UNSEEN[:1]), height=32, width=16,
+                            synthetic=True, synth_train_ids=12, synth_test_ids=8, synth_images_per_id=6),
+            model=ModelConfig(backbone="small", last_stride=1),
+            train=TrainConfig(epochs=2, iters_per_epoch=4, milestones=[1], lr=1e-3, p_ids=4, k_imgs=4,
+                              eval_batch=256),
+        )
+    raise LReIDError(f"unknown profile {name!r}; valid profiles: smoke, demo, paper")
+
+
+def _merge(obj: Any, updates: dict[str, Any], prefix: str) -> None:
+    """Set dataclass fields from a nested dict, rejecting unknown keys and wrong types."""
+    names = {f.name: f for f in dataclasses.fields(obj)}
+    for key, value in updates.items():
+        path = f"{prefix}{key}"
+        if key not in names:
+            raise LReIDError(f"unknown config key {path!r}; valid keys here: {', '.join(sorted(names))}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise LReIDError(f"config key {path!r} must be a mapping, got {value!r}")
+            _merge(current, value, path + ".")
+        else:
+            setattr(obj, key, _coerce(path, current, value))
+
+
+def _coerce(path: str, current: Any, value: Any) -> Any:
+    """Convert a YAML/CLI value to the type of the field's default; one-line error when impossible."""
+    if isinstance(current, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+    elif isinstance(current, (int, float)) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = None
+        if number is not None:
+            if isinstance(current, int):
+                if number.is_integer():
+                    return int(number)
+            else:
+                return number
+    elif isinstance(current, list):
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v]
+        if isinstance(value, list):
+            return [type(current[0])(v) if current else v for v in value]
+    elif isinstance(current, str):
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    raise LReIDError(f"config key {path!r} expects {type(current).__name__}, got {value!r}")
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """Turn ``["train.lr=1e-3", "method.k=2"]`` into a nested dict (values parsed as YAML scalars)."""
+    nested: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise LReIDError(f"override {item!r} must look like section.key=value")
+        key, raw = item.split("=", 1)
+        node = nested
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = yaml.safe_load(raw) if raw else ""
+    return nested
+
+
+def load_config(path: str | Path | None = None, profile_name: str | None = None,
+                overrides: dict[str, Any] | None = None) -> Config:
+    """Resolve a config: profile defaults <- YAML file <- overrides; then validate."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise LReIDError(f"config file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise LReIDError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        if not isinstance(data, dict):
+            raise LReIDError(f"config file {path} must hold a mapping at top level")
+    name = profile_name or data.pop("profile", None) or "paper"
+    data.pop("profile", None)
+    cfg = profile(str(name))
+    _merge(cfg, data, "")
+    if overrides:
+        _merge(cfg, overrides, "")
+    validate(cfg)
+    return cfg
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Rebuild a Config stored in a run directory or checkpoint."""
+    data = dict(data)
+    cfg = profile(data.pop("profile", "paper"))
+    _merge(cfg, data, "")
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Reject values that would fail later or silently mean nothing (one line each)."""
+    t, m, d = cfg.train, cfg.method, cfg.data
+    if not d.order:
+        raise LReIDError("data.order is empty: give at least one seen domain")
+    for name in ("epochs", "iters_per_epoch", "p_ids", "k_imgs", "eval_batch"):
+        if getattr(t, name) <= 0:
+            raise LReIDError(f"train.{name} must be positive, got {getattr(t, name)}")
+    if t.p_ids < 2:
+        raise LReIDError(f"train.p_ids must be >= 2 for the triplet loss, got {t.p_ids}")
+    if not (t.lr > 0 and math.isfinite(t.lr)):
+        raise LReIDError(f"train.lr must be a positive number, got {t.lr}")
+    if m.k < 1:
+        raise LReIDError(f"method.k (patches per image) must be >= 1, got {m.k}")
+    for name in ("tau", "gamma0", "gamma1", "gamma2", "gamma3", "cov_lambda", "cov_alpha", "spd_weight",
+                 "huber_delta"):
+        value = getattr(m, name)
+        if not math.isfinite(value) or value < 0:
+            raise LReIDError(f"method.{name} must be a finite non-negative number, got {value}")
+    if m.tau == 0:
+        raise LReIDError("method.tau must be > 0")
+    if d.height < 16 or d.width < 8:
+        raise LReIDError(f"input size {d.height}x{d.width} is too small (min 16x8)")
+    if d.ids_per_domain < t.p_ids:
+        raise LReIDError(f"data.ids_per_domain={d.ids_per_domain} is smaller than a batch's P={t.p_ids}")
+    choices = {"model.backbone": (cfg.model.backbone, ("resnet50", "resnet18", "small")),
+               "train.optimizer": (t.optimizer, ("adam", "sgd_clr")),
+               "method.relation": (m.relation, ("distance", "fc")),
+               "method.relation_norm": (m.relation_norm, ("set_size", "mean_distance")),
+               "method.cov_eval": (m.cov_eval, ("concat", "mean"))}
+    for key, (value, valid) in choices.items():
+        if value not in valid:
+            raise LReIDError(f"{key}={value!r} is not one of {', '.join(valid)}")
+    if cfg.model.pretrained and not Path(cfg.model.pretrained).is_file():
+        raise LReIDError(f"model.pretrained weights file not found: {cfg.model.pretrained}")
+
+
+def save_config(cfg: Config, path: Path) -> None:
+    from .io import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -1,0 +1,93 @@
+"""LReID protocol: a domain order, 500 training identities per seen domain (seeded), one growing label
+space, seen test sets (query/gallery of every seen domain) and unseen test sets."""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import Config, ORDERS, default_cache_root
+from ..errors import LReIDError
+from .datasets import Record, Split, resolve
+
+
+@dataclass
+class TrainSet:
+    """One seen domain's training data, relabelled into the global class space."""
+    domain: str
+    records: list[Record]
+    labels: list[int]        # global labels: offset + local index
+    offset: int              # first global label of this domain
+    num_classes: int         # identities of this domain
+
+
+@dataclass
+class TestSet:
+    domain: str
+    query: list[Record]
+    gallery: list[Record]
+
+
+@dataclass
+class Benchmark:
+    train: list[TrainSet]    # in training order
+    seen: list[TestSet]      # same order as train
+    unseen: list[TestSet]
+
+    @property
+    def order(self) -> list[str]:
+        return [t.domain for t in self.train]
+
+
+def resolve_order(order: list[str] | str) -> list[str]:
+    """``"order1"``/``"order2"`` or a comma list or a list of dataset names -> list of names."""
+    if isinstance(order, str):
+        if order in ORDERS:
+            return list(ORDERS[order])
+        order = [o for o in order.split(",") if o]
+    if len(order) == 1 and order[0] in ORDERS:
+        return list(ORDERS[order[0]])
+    return list(order)
+
+
+def sample_identities(split: Split, n: int, seed: int) -> TrainSet:
+    """Sample ``n`` training identities (all if fewer), seeded by (seed, domain); labels are local 0..n-1."""
+    pids = sorted({r.pid for r in split.train})
+    if not pids:
+        raise LReIDError(f"{split.name}: the training split is empty")
+    rng = random.Random(f"{seed}:{split.name}")
+    chosen = sorted(rng.sample(pids, n)) if len(pids) > n else pids
+    local = {pid: i for i, pid in enumerate(chosen)}
+    records = [r for r in split.train if r.pid in local]
+    return TrainSet(split.name, records, [local[r.pid] for r in records], 0, len(chosen))
+
+
+def build_benchmark(cfg: Config) -> Benchmark:
+    """Load every domain of ``cfg.data`` (making the synthetic benchmark first when asked) and apply the protocol."""
+    d = cfg.data
+    root = Path(d.root).expanduser() if d.root else default_cache_root()
+    order = resolve_order(d.order)
+    if d.synthetic:
+        from .synthetic import make_benchmark
+
+        make_benchmark(root, domains=order + list(d.unseen), ids_per_domain=d.synth_train_ids,
+                       test_ids_per_domain=d.synth_test_ids, images_per_id=d.synth_images_per_id,
+                       seed=d.synth_seed)
+    elif not root.is_dir():
+        raise LReIDError(f"data root not found: {root}")
+    if len(set(order)) != len(order):
+        raise LReIDError(f"data.order lists a domain twice: {order}")
+    train, seen, offset = [], [], 0
+    for name in order:
+        split = resolve(name, root)
+        ts = sample_identities(split, d.ids_per_domain, cfg.train.seed)
+        ts.offset = offset
+        ts.labels = [offset + lab for lab in ts.labels]
+        offset += ts.num_classes
+        train.append(ts)
+        seen.append(TestSet(name, split.query, split.gallery))
+    unseen = []
+    for name in d.unseen:
+        split = resolve(name, root)
+        unseen.append(TestSet(name, split.query, split.gallery))
+    return Benchmark(train, seen, unseen)

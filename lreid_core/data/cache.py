@@ -1,0 +1,47 @@
+"""Decode once: a list of image files -> one uint8 tensor (N, 3, H, W) resized to the model input size.
+
+Decoded tensors are memoised per process (keyed by the file list and size), so the demo's methods share
+one decode per domain; the tensor is moved to the model's device by the caller (GPU memory where it fits).
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from tqdm.auto import tqdm
+
+from ..errors import LReIDError
+
+_MEMO: dict[tuple, torch.Tensor] = {}
+
+
+def _decode(path: str, size: tuple[int, int]) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB").resize((size[1], size[0]), Image.BILINEAR)
+            return np.asarray(im, dtype=np.uint8)
+    except FileNotFoundError:
+        raise LReIDError(f"image file not found: {path}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise LReIDError(f"corrupt or truncated image {path}: {exc}") from None
+
+
+def load_images(paths: list[str], height: int, width: int, desc: str = "decode") -> torch.Tensor:
+    """Decode ``paths`` into a (N, 3, height, width) uint8 CPU tensor (memoised)."""
+    key = (tuple(paths), height, width)
+    if key not in _MEMO:
+        if not paths:
+            raise LReIDError(f"{desc}: no images to decode")
+        out = np.empty((len(paths), height, width, 3), dtype=np.uint8)
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            for i, arr in enumerate(tqdm(pool.map(lambda p: _decode(p, (height, width)), paths), total=len(paths),
+                                         desc=desc, leave=False, mininterval=1.0)):
+                out[i] = arr
+        _MEMO[key] = torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+    return _MEMO[key]
+
+
+def clear_cache() -> None:
+    _MEMO.clear()
+

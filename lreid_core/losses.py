@@ -1,0 +1,131 @@
+"""One function per paper term. Equation numbers refer to PatchKD (ACM MM 2022) unless marked "seed 2"
+(Bhargava 2018, multi-head covariance)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def batch_hard_triplet(features: torch.Tensor, pids: torch.Tensor, margin: float = 0.3) -> torch.Tensor:
+    """Batch-hard triplet loss (the L_tri of Eq. 1): for every anchor the farthest positive and the
+    closest negative in the batch; ``margin`` <= 0 gives the soft-margin form log(1 + exp(d_ap - d_an))."""
+    dist = torch.cdist(features.float(), features.float())          # (B, B)
+    same = pids[:, None] == pids[None, :]
+    d_ap = dist.masked_fill(~same, float("-inf")).amax(dim=1)
+    d_an = dist.masked_fill(same, float("inf")).amin(dim=1)
+    if margin > 0:
+        return F.relu(d_ap - d_an + margin).mean()
+    return F.softplus(d_ap - d_an).mean()
+
+
+def reid_loss(logits: torch.Tensor, features: torch.Tensor, pids: torch.Tensor, margin: float = 0.3) -> dict[str, torch.Tensor]:
+    """L_ReID of Eq. 1: cross-entropy on the classifier logits + batch-hard triplet on pooled features."""
+    return {"ce": F.cross_entropy(logits.float(), pids), "triplet": batch_hard_triplet(features, pids, margin)}
+
+
+def kd_loss(logits: torch.Tensor, old_logits: torch.Tensor, tau: float = 2.0, tau2: bool = False) -> torch.Tensor:
+    """L_KD of Eq. 2: mean over the batch of KL(softmax(old/tau) || softmax(new/tau)).
+
+    ``logits`` are the new model's logits restricted to the old classes. ``tau2`` multiplies by tau^2
+    (Hinton's gradient-scale correction, used by the official code; the paper writes no such factor).
+    """
+    log_p_new = F.log_softmax(logits.float() / tau, dim=-1)
+    log_p_old = F.log_softmax(old_logits.float() / tau, dim=-1)
+    kl = (log_p_old.exp() * (log_p_old - log_p_new)).sum(dim=-1).mean()
+    return kl * tau * tau if tau2 else kl
+
+
+def confidence_loss(old_patch_logits: torch.Tensor) -> torch.Tensor:
+    """L_conf of Eq. 8: mean entropy H(softmax(phi^o(p^o))) over all B*K sampled patches.
+
+    ``old_patch_logits``: (..., classes) logits of the old classifier on the old model's patch features.
+    """
+    log_p = F.log_softmax(old_patch_logits.float(), dim=-1)
+    return -(log_p.exp() * log_p).sum(dim=-1).mean()
+
+
+def diversity_loss(patches: torch.Tensor) -> torch.Tensor:
+    """L_div of Eq. 9: (1 / B K^2) sum_i sum_{r,s} cos(p_ir, p_is) for ``patches`` shaped (B, K, C).
+
+    The sum runs over all r, s including r = s, exactly as Eq. 9 writes it (the diagonal adds a constant 1/K).
+    """
+    unit = F.normalize(patches.float(), dim=-1)
+    return (unit @ unit.transpose(1, 2)).mean(dim=(1, 2)).mean()
+
+
+def patch_logit_distill(patch_logits: torch.Tensor, old_patch_logits: torch.Tensor, tau: float = 2.0,
+                        tau2: bool = False) -> torch.Tensor:
+    """L_PLD of Eq. 11: mean over the B*K patches of KL(softmax(phi^o(p^o)/tau) || softmax(phi_p(p)/tau))."""
+    classes = old_patch_logits.shape[-1]
+    return kd_loss(patch_logits.reshape(-1, patch_logits.shape[-1])[:, :classes],
+                   old_patch_logits.reshape(-1, classes), tau, tau2)
+
+
+def _pairwise(x: torch.Tensor) -> torch.Tensor:
+    """Euclidean distances between the rows of each matrix in a batch: (..., n, c) -> (..., n, n)."""
+    sq = (x * x).sum(-1)
+    d2 = sq[..., :, None] + sq[..., None, :] - 2 * x @ x.transpose(-1, -2)
+    return d2.clamp_min(1e-12).sqrt()
+
+
+def _relation_term(d: torch.Tensor, d_old: torch.Tensor, keep: torch.Tensor, delta: float, norm: str) -> torch.Tensor:
+    """Huber loss over the distance pairs selected by ``keep``, divided by the set size (Eq. 13)."""
+    d, d_old = d[keep], d_old[keep]
+    if d.numel() == 0:
+        return d.sum()
+    if norm == "mean_distance":  # official-code variant (RKD style): each distance set divided by its mean
+        d, d_old = d / d.mean().clamp_min(1e-12), d_old / d_old.mean().clamp_min(1e-12)
+    return F.huber_loss(d, d_old, reduction="sum", delta=delta) / d.numel()
+
+
+def patch_relation_loss(patches: torch.Tensor, old_patches: torch.Tensor, delta: float = 1.0,
+                        norm: str = "set_size", mode: str = "distance") -> torch.Tensor:
+    """L_PRD of Eqs. 12-13 for ``patches`` and ``old_patches`` shaped (B, K, C).
+
+    S_intra: d(p_ir, p_is) for every image i and every ordered pair r != s (B*K*(K-1) distances).
+    S_inter: d(p_ir, p_jr) for every branch r and every ordered pair i != j (K*B*(B-1) distances).
+    L_PRD = sum Huber(d_intra - d_intra^o) / |S_intra| + sum Huber(d_inter - d_inter^o) / |S_inter|.
+    With K = 1 the intra set is empty and contributes 0.
+
+    ``mode="fc"`` is the Table-4 ablation "FC": all B*K patches form one fully connected relation graph,
+    distilled at once (every ordered pair of distinct patches, one set).
+    """
+    patches, old_patches = patches.float(), old_patches.float()
+    b, k, _ = patches.shape
+    if mode == "fc":
+        flat, flat_old = patches.reshape(1, b * k, -1), old_patches.reshape(1, b * k, -1)
+        keep = ~torch.eye(b * k, dtype=torch.bool, device=patches.device)[None]
+        return _relation_term(_pairwise(flat), _pairwise(flat_old), keep, delta, norm)
+    off_k = ~torch.eye(k, dtype=torch.bool, device=patches.device)
+    off_b = ~torch.eye(b, dtype=torch.bool, device=patches.device)
+    intra = _relation_term(_pairwise(patches), _pairwise(old_patches), off_k.expand(b, k, k), delta, norm)
+    by_branch, by_branch_old = patches.transpose(0, 1), old_patches.transpose(0, 1)   # (K, B, C)
+    inter = _relation_term(_pairwise(by_branch), _pairwise(by_branch_old), off_b.expand(k, b, b), delta, norm)
+    return intra + inter
+
+
+def similarity_preserving_loss(features: torch.Tensor, old_features: torch.Tensor) -> torch.Tensor:
+    """SPD (Tung & Mori 2019): || G - G^o ||_F^2 / B^2 with G the row-L2-normalised batch Gram matrix of
+    (B, C) features, here the pooled backbone features."""
+    g = F.normalize(features.float() @ features.float().t(), dim=1)
+    g_old = F.normalize(old_features.float() @ old_features.float().t(), dim=1)
+    return (g - g_old).pow(2).sum() / features.shape[0] ** 2
+
+
+def covariance_loss(pos: torch.Tensor, neg: torch.Tensor, lam: float = 1.0, alpha: float = 1e-9,
+                    beta: float = 0.0) -> torch.Tensor:
+    """Seed 2, Eqs. 1-2: A = lambda * (alpha * sum_i ((P_{i+1} - P_i) - (N_{i+1} - N_i)) - beta), X = A A^T,
+    loss = sum of the elements of X.
+
+    ``pos`` and ``neg`` are (T, B, D): the flattened outputs of the T task pipelines ("feature maps that we get
+    from the second convolution block from both the pipelines") for the positive and the negative target of
+    each of B anchors; i runs over consecutive pipelines. Per anchor A_b is a (D, 1) column ("an embedding
+    matrix of shape [batch_size, 2048, 1]"), and sum(A_b A_b^T) = (sum_d A_bd)^2; the loss sums over anchors.
+    With a single pipeline there is no difference to take and the loss is lambda^2 * beta^2 * D^2 * B.
+    """
+    pos, neg = pos.float(), neg.float()
+    diff = (pos[1:] - pos[:-1]) - (neg[1:] - neg[:-1])                 # (T-1, B, D)
+    a = lam * (alpha * diff.sum(dim=0) - beta)                          # (B, D)
+    if pos.shape[0] == 1:
+        a = torch.full_like(pos[0], -lam * beta)
+    return a.sum(dim=1).pow(2).sum()    # sum of A_b A_b^T without building the (B, D, D) tensor

@@ -1,0 +1,81 @@
+"""The hook interface every method implements; the Trainer calls these and nothing else."""
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from ..config import Config
+from ..losses import reid_loss
+from ..models.reid import ReIDModel
+
+
+class Method:
+    """A lifelong method: a model plus hooks named after the phases of a domain step.
+
+    ``before_step(step, num_classes)`` grows the classifiers for the new domain; ``loss(x, labels)`` returns
+    named loss terms (summed by the Trainer); ``after_step(step)`` runs after training on a domain (e.g. keeps
+    a frozen copy of the model as the next step's teacher); ``embed(x)`` gives retrieval features.
+    """
+
+    name = "base"
+    joint = False                 # True: all seen domains are merged into one training step
+
+    def __init__(self, cfg: Config, device: torch.device):
+        self.cfg, self.device = cfg, device
+        self.model = self.build_model().to(device)
+        self.old: nn.Module | None = None       # frozen teacher f^o (distillation methods)
+        self.extra = nn.ModuleDict()            # method-specific trainable modules (sampler, patch head, ...)
+
+    def build_model(self) -> nn.Module:
+        return ReIDModel(self.cfg.model)
+
+    def modules(self) -> dict[str, nn.Module]:
+        """Everything that is trained and checkpointed."""
+        return {"model": self.model, "extra": self.extra}
+
+    def parameters(self) -> list[nn.Parameter]:
+        return [p for m in self.modules().values() for p in m.parameters() if p.requires_grad]
+
+    def train(self, mode: bool = True) -> None:
+        for m in self.modules().values():
+            m.train(mode)
+
+    def before_step(self, step: int, num_classes: int) -> None:
+        self.model.head.classifier.grow(num_classes)
+
+    def loss(self, x: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = self.model(x)
+        return reid_loss(out["logits"], out["feat"], labels, self.cfg.train.triplet_margin)
+
+    def after_step(self, step: int) -> None:
+        pass
+
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.embed(x)
+
+    def freeze_teacher(self) -> None:
+        """Keep a frozen eval-mode copy of the current model as f^o."""
+        self.old = copy.deepcopy(self.model).eval().requires_grad_(False)
+
+    def state_dict(self) -> dict:
+        state = {k: m.state_dict() for k, m in self.modules().items()}
+        state["old"] = self.old.state_dict() if self.old is not None else None
+        state["classes"] = self.class_blocks()
+        return state
+
+    def class_blocks(self) -> list[int]:
+        return [b.out_features for b in self.model.head.classifier.blocks]
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore from ``state_dict()``: grow the heads to the stored class blocks, then load weights."""
+        for step, n in enumerate(state["classes"]):
+            if step >= len(self.class_blocks()):
+                self.before_step(step, n)
+        for k, m in self.modules().items():
+            m.load_state_dict(state[k])
+        if state.get("old") is not None:
+            self.freeze_teacher()
+            self.old.load_state_dict(state["old"])

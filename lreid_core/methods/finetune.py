@@ -1,0 +1,8 @@
+"""Finetune: train on each new domain with L_ReID only (Eq. 1); the lower bound."""
+from . import register
+from .base import Method
+
+
+@register("finetune")
+class Finetune(Method):
+    """No protection against forgetting."""

@@ -1,0 +1,89 @@
+"""Backbones psi(.) returning the last feature map (B, C, h, w): torchvision ResNets with last stride 1,
+or a small residual CNN for CPU profiles. ImageNet weights come only from a local file."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.models import resnet18, resnet50
+from torchvision.models.resnet import BasicBlock
+
+from ..errors import LReIDError
+
+_warned_random_init = False
+
+
+class SmallResNet(nn.Module):
+    """A 4-stage residual CNN (widths 32-64-128-256) for CPU profiles; total stride 8 with last stride 1."""
+
+    def __init__(self, last_stride: int = 1, width: int = 32):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+        widths = [width, width * 2, width * 4, width * 8]
+        strides = [2, 2, 2, last_stride]
+        layers, cin = [], width
+        for w, s in zip(widths, strides):
+            down = None
+            if s != 1 or cin != w:
+                down = nn.Sequential(nn.Conv2d(cin, w, 1, s, bias=False), nn.BatchNorm2d(w))
+            layers.append(BasicBlock(cin, w, stride=s, downsample=down))
+            cin = w
+        self.layers = nn.Sequential(*layers)
+        self.out_channels = cin
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(self.stem(x))
+
+
+class TorchvisionTrunk(nn.Module):
+    """A torchvision ResNet without avgpool/fc; layer4's first block gets ``last_stride``."""
+
+    def __init__(self, net: nn.Module, last_stride: int):
+        super().__init__()
+        block = net.layer4[0]
+        for conv in (getattr(block, "conv2", None) if hasattr(block, "conv3") else block.conv1, block.downsample[0]):
+            conv.stride = (last_stride, last_stride)
+        self.body = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4)
+        self.out_channels = net.fc.in_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+def _load_imagenet(net: nn.Module, path: str, name: str) -> None:
+    """Load a local ImageNet state dict into a torchvision net; one-line error on a wrong file."""
+    global _warned_random_init
+    if not path:
+        if not _warned_random_init:
+            warnings.warn(f"no ImageNet weights given (model.pretrained) for {name}: using random init", stacklevel=3)
+            _warned_random_init = True
+        return
+    file = Path(path)
+    if not file.is_file():
+        raise LReIDError(f"ImageNet weights file not found: {file}")
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
+        raise LReIDError(f"could not read weights file {file}: {type(exc).__name__}") from None
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith("fc.")]
+    if missing or unexpected:
+        raise LReIDError(f"weights file {file} does not fit {name}: {len(missing)} missing, {len(unexpected)} unexpected keys")
+
+
+def build_backbone(name: str, pretrained: str = "", last_stride: int = 1) -> nn.Module:
+    """``resnet50`` (paper), ``resnet18`` or ``small``; the module has ``out_channels``."""
+    if name == "small":
+        if pretrained:
+            raise LReIDError(f"backbone 'small' has no ImageNet weights; drop model.pretrained={pretrained}")
+        return SmallResNet(last_stride)
+    builders = {"resnet50": resnet50, "resnet18": resnet18}
+    if name not in builders:
+        raise LReIDError(f"unknown backbone {name!r}; valid: resnet50, resnet18, small")
+    net = builders[name](weights=None)
+    _load_imagenet(net, pretrained, name)
+    return TorchvisionTrunk(net, last_stride)

@@ -1,0 +1,191 @@
+"""One Trainer for every method: domain steps, the iteration loop, AMP, evaluation, checkpoints, logging."""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .config import Config, save_config
+from .data.augment import augment
+from .data.benchmark import Benchmark, TrainSet
+from .data.cache import load_images
+from .data.sampler import PKSampler
+from .errors import LReIDError
+from .evaluate import evaluate_testset
+from .io import atomic_torch_save
+from .methods import Method, create_method
+from .results import RunResult
+
+LOG_EVERY = 20   # iterations between loss read-outs (the only host syncs in the loop)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise LReIDError(f"train.device={name!r} but no CUDA device is available")
+    return torch.device(name)
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    elif torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = True
+
+
+def merge_domains(train: list[TrainSet]) -> TrainSet:
+    """JointTrain's single step: every domain's records in one set (labels are already global)."""
+    return TrainSet("all", [r for t in train for r in t.records], [lab for t in train for lab in t.labels], 0,
+                    sum(t.num_classes for t in train))
+
+
+def build_optimizer(cfg: Config, params: list[torch.nn.Parameter], device: torch.device, total_iters: int):
+    """Adam with step decay at ``milestones`` epochs (paper), or SGD + triangular cyclical LR (seed 2)."""
+    t = cfg.train
+    if t.optimizer == "sgd_clr":
+        opt = torch.optim.SGD(params, lr=t.clr_base_lr, momentum=0.9, weight_decay=t.weight_decay)
+        sched = torch.optim.lr_scheduler.CyclicLR(opt, t.clr_base_lr, t.clr_max_lr, step_size_up=t.clr_step_size,
+                                                  mode="triangular")
+        return opt, sched
+    opt = torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay, fused=device.type == "cuda")
+    bounds = [round(total_iters * m / t.epochs) for m in t.milestones]   # milestones as fractions of the step
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: t.lr_decay ** sum(it >= b for b in bounds))
+    return opt, sched
+
+
+class Trainer:
+    """Runs one method over a benchmark's domain order.
+
+    ``fit()`` trains step by step; after every step it evaluates all seen-so-far domains and the unseen
+    sets, saves the metrics and a checkpoint into ``run_dir`` (when given) and returns the ``RunResult``.
+    """
+
+    def __init__(self, cfg: Config, method: str | Method, bench: Benchmark, run_dir: Path | None = None,
+                 progress: bool = True, tensorboard: bool = True):
+        self.cfg, self.bench = cfg, bench
+        self.device = resolve_device(cfg.train.device)
+        seed_everything(cfg.train.seed, cfg.train.deterministic)
+        self.method = create_method(method, cfg, self.device) if isinstance(method, str) else method
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.progress = progress
+        self.result = RunResult(self.method.name, bench.order, [u.domain for u in bench.unseen])
+        self.writer = None
+        if self.run_dir is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.run_dir / "config.yaml")
+            if tensorboard:
+                from torch.utils.tensorboard import SummaryWriter
+                self.writer = SummaryWriter(str(self.run_dir / "tb"))
+        self.amp = self.device.type == "cuda" and cfg.train.amp
+        self.global_iter = 0
+        if self.device.type == "cuda" and cfg.train.channels_last:
+            self.method.model.to(memory_format=torch.channels_last)
+        if self.device.type == "cuda" and cfg.train.compile:
+            self.method.model.compile()
+
+    # ---- data --------------------------------------------------------------------------------------
+    def images(self, records, desc: str) -> torch.Tensor:
+        d = self.cfg.data
+        cpu = load_images([r.path for r in records], d.height, d.width, desc=desc)
+        target = self.device if d.cache_device == "auto" else torch.device(d.cache_device)
+        return cpu.to(target)
+
+    def autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
+
+    # ---- training ----------------------------------------------------------------------------------
+    def steps(self) -> list[TrainSet]:
+        return [merge_domains(self.bench.train)] if self.method.joint else list(self.bench.train)
+
+    def fit(self) -> RunResult:
+        start = time.perf_counter()
+        for step, ts in enumerate(self.steps()):
+            self.train_step(step, ts)
+            self.result.steps.append(self.evaluate(step))
+            self.result.trained.append(ts.domain)
+            self.result.wall_s = time.perf_counter() - start
+            self.save(step)
+        self.result.status = "done"
+        if self.run_dir is not None:
+            self.result.save(self.run_dir)
+        if self.writer is not None:
+            self.writer.close()
+        return self.result
+
+    def train_step(self, step: int, ts: TrainSet) -> None:
+        cfg, t = self.cfg, self.cfg.train
+        epochs = t.epochs
+        if self.method.joint:
+            epochs = max(1, round(t.epochs * len(self.bench.train) * t.joint_epochs_factor))
+        total = epochs * t.iters_per_epoch
+        images = self.images(ts.records, f"decode {ts.domain}")
+        labels = torch.as_tensor(ts.labels, device=self.device)
+        sampler = PKSampler(ts.labels, t.p_ids, t.k_imgs, seed=t.seed * 1000 + step)
+        self.method.before_step(step, ts.num_classes)
+        opt, sched = build_optimizer(cfg, self.method.parameters(), self.device, total)
+        gen = torch.Generator(device=images.device).manual_seed(t.seed * 1000 + step + 1)
+        self.method.train(True)
+        running: dict[str, torch.Tensor] = {}
+        bar = tqdm(range(total), desc=f"{self.method.name} step {step + 1}/{len(self.steps())} {ts.domain}",
+                   disable=not self.progress, leave=False, mininterval=0.5)
+        for it in bar:
+            idx = next(sampler).to(images.device, non_blocking=True)
+            x = augment(images[idx], gen).to(self.device, non_blocking=True)
+            if self.device.type == "cuda" and t.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with self.autocast():
+                terms = self.method.loss(x, labels[idx.to(self.device)])
+            loss = sum(terms.values())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            self.global_iter += 1
+            for k, v in terms.items():
+                running[k] = running.get(k, 0) + v.detach()
+            if (it + 1) % LOG_EVERY == 0 or it + 1 == total:
+                self.log(step, it, running, (it % LOG_EVERY) + 1, sched.get_last_lr()[0], bar)
+                running = {}
+
+    def log(self, step: int, it: int, running: dict[str, torch.Tensor], n: int, lr: float, bar) -> None:
+        """Read the averaged loss terms (one host sync per LOG_EVERY iterations), stop on NaN."""
+        values = {k: float(v) / n for k, v in running.items()}
+        total = sum(values.values())
+        if not math.isfinite(total):
+            bad = ", ".join(k for k, v in values.items() if not math.isfinite(v))
+            raise LReIDError(f"loss became non-finite ({bad}) at step {step + 1}, iteration {it + 1}; "
+                             f"the last good checkpoint is the previous step's")
+        bar.set_postfix(loss=f"{total:.3f}", refresh=False)
+        if self.writer is not None:
+            for k, v in values.items():
+                self.writer.add_scalar(f"loss/{k}", v, self.global_iter)
+            self.writer.add_scalar("loss/total", total, self.global_iter)
+            self.writer.add_scalar("lr", lr, self.global_iter)
+
+    # ---- evaluation and checkpoints ----------------------------------------------------------------
+    def evaluate(self, step: int) -> dict[str, dict[str, float]]:
+        """mAP/R1/mINP of every seen-so-far domain (all of them for joint) and every unseen set."""
+        self.method.train(False)
+        seen = self.bench.seen if self.method.joint else self.bench.seen[: step + 1]
+        row = {}
+        for ts in seen + self.bench.unseen:
+            row[ts.domain] = evaluate_testset(self, ts)
+            if self.writer is not None:
+                for k in ("mAP", "R1"):
+                    self.writer.add_scalar(f"{k}/{ts.domain}", row[ts.domain][k], step + 1)
+        return row
+
+    def save(self, step: int) -> None:
+        if self.run_dir is None:
+            return
+        atomic_torch_save(self.run_dir / "checkpoints" / f"step{step + 1}.pt",
+                          {"step": step + 1, "method": self.method.name, "config": self.cfg.to_dict(),
+                           "state": self.method.state_dict()})
+        self.result.save(self.run_dir)
