@@ -7,4 +7,3 @@ import tempfile
 
 os.environ.setdefault("LREID_PROFILE", "smoke")
 os.environ.setdefault("LREID_CACHE", tempfile.mkdtemp(prefix="lreid-test-cache-"))
-os.environ.setdefault("MPLBACKEND", "Agg")
