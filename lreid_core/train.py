@@ -153,6 +153,7 @@ class Trainer:
             if (it + 1) % LOG_EVERY == 0 or it + 1 == total:
                 self.log(step, it, running, (it % LOG_EVERY) + 1, sched.get_last_lr()[0], bar)
                 running = {}
+        self.method.after_step(step)
 
     def log(self, step: int, it: int, running: dict[str, torch.Tensor], n: int, lr: float, bar) -> None:
         """Read the averaged loss terms (one host sync per LOG_EVERY iterations), stop on NaN."""
