@@ -32,7 +32,7 @@ def write_table(results, out: Path) -> None:
     from .io import atomic_write_text
 
     rows = [["method", "seen_mAP", "seen_R1", "unseen_mAP", "unseen_R1", "forgetting_mAP"]]
-    for r in results:
+    for r in (row for res in results for row in res.expanded()):
         s = r.summary()
         rows.append([r.method] + [f"{100 * s[k]:.2f}" for k in rows[0][1:]])
     atomic_write_text(out / "table.csv", "\n".join(",".join(row) for row in rows) + "\n")

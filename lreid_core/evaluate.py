@@ -587,13 +587,13 @@ def extract_features(embed, images: torch.Tensor, batch_size: int, device: torch
     return torch.cat(feats)
 
 
-def evaluate_testset(trainer, testset) -> dict[str, float]:
-    """mAP / R1 / mINP of ``trainer.method`` on one domain's query/gallery (Euclidean, BN-neck features)."""
+def evaluate_testset(trainer, testset, embed) -> dict[str, float]:
+    """mAP / R1 / mINP of ``embed`` on one domain's query/gallery (Euclidean distance)."""
     q_imgs = trainer.images(testset.query, f"decode {testset.domain} query")
     g_imgs = trainer.images(testset.gallery, f"decode {testset.domain} gallery")
     bs = trainer.cfg.train.eval_batch
-    qf = extract_features(trainer.method.embed, q_imgs, bs, trainer.device, trainer.amp)
-    gf = extract_features(trainer.method.embed, g_imgs, bs, trainer.device, trainer.amp)
+    qf = extract_features(embed, q_imgs, bs, trainer.device, trainer.amp)
+    gf = extract_features(embed, g_imgs, bs, trainer.device, trainer.amp)
     dist = euclidean_distmat(qf, gf)
     m = rank_metrics(dist, [r.pid for r in testset.query], [r.pid for r in testset.gallery],
                      [r.camid for r in testset.query], [r.camid for r in testset.gallery], max_rank=10)

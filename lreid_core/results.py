@@ -21,6 +21,7 @@ class RunResult:
     unseen: list[str]
     steps: list[dict[str, dict[str, float]]] = field(default_factory=list)
     trained: list[str] = field(default_factory=list)      # what step t trained on ("all" for joint)
+    variants: dict[str, list[dict[str, dict[str, float]]]] = field(default_factory=dict)  # extra eval modes
     status: str = "running"
     wall_s: float = 0.0
 
@@ -73,6 +74,15 @@ class RunResult:
                     f"{100 * s[d][metric]:.2f}" if d in s else "" for d in domains])
             atomic_write_text(run_dir / f"matrix_{metric}.csv", buf.getvalue())
 
+    def variant(self, name: str) -> "RunResult":
+        """The same run seen through an extra evaluation variant (e.g. ``task_aware``), as its own result."""
+        return RunResult(f"{self.method}[{name}]", self.order, self.unseen, self.variants[name], self.trained,
+                         status=self.status, wall_s=self.wall_s)
+
+    def expanded(self) -> list["RunResult"]:
+        """This result followed by one result per evaluation variant (the rows of a table)."""
+        return [self] + [self.variant(v) for v in self.variants]
+
     @classmethod
     def load(cls, run_dir: str | Path) -> "RunResult":
         path = Path(run_dir) / "metrics.json"
@@ -87,7 +97,7 @@ def format_table(results: list[RunResult]) -> str:
     """Table-2 style text table: per-method Seen-Avg and Unseen-Avg mAP/R1 (%) and forgetting (mAP points)."""
     head = f"{'Method':<12} {'Seen mAP':>9} {'Seen R1':>8} {'Unseen mAP':>11} {'Unseen R1':>10} {'Forget':>7}"
     lines = [head, "-" * len(head)]
-    for r in results:
+    for r in (row for res in results for row in res.expanded()):
         s = r.summary()
         forget = "-" if np.isnan(s["forgetting_mAP"]) else f"{100 * s['forgetting_mAP']:.1f}"
         lines.append(f"{r.method:<12} {100 * s['seen_mAP']:>9.2f} {100 * s['seen_R1']:>8.2f} "

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 from pathlib import Path
@@ -172,16 +173,26 @@ class Trainer:
 
     # ---- evaluation and checkpoints ----------------------------------------------------------------
     def evaluate(self, step: int) -> dict[str, dict[str, float]]:
-        """mAP/R1/mINP of every seen-so-far domain (all of them for joint) and every unseen set."""
+        """mAP/R1/mINP of every seen-so-far domain (all of them for joint) and every unseen set.
+
+        Methods with extra evaluation ``variants`` (e.g. task-aware heads) get those stored alongside.
+        """
         self.method.train(False)
         seen = self.bench.seen if self.method.joint else self.bench.seen[: step + 1]
-        row = {}
-        for ts in seen + self.bench.unseen:
-            row[ts.domain] = evaluate_testset(self, ts)
-            if self.writer is not None:
-                for k in ("mAP", "R1"):
-                    self.writer.add_scalar(f"{k}/{ts.domain}", row[ts.domain][k], step + 1)
-        return row
+        tasks = [(ts, i) for i, ts in enumerate(seen)] + [(ts, None) for ts in self.bench.unseen]
+        rows: dict[str, dict[str, dict[str, float]]] = {}
+        for variant in ("",) + tuple(self.method.variants):
+            row = rows[variant] = {}
+            for ts, task in tasks:
+                embed = functools.partial(self.method.embed, task=task, variant=variant)
+                row[ts.domain] = evaluate_testset(self, ts, embed)
+                if self.writer is not None:
+                    for k in ("mAP", "R1"):
+                        self.writer.add_scalar(f"{k}{'/' + variant if variant else ''}/{ts.domain}", row[ts.domain][k],
+                                               step + 1)
+        for variant in self.method.variants:
+            self.result.variants.setdefault(variant, []).append(rows[variant])
+        return rows[""]
 
     def save(self, step: int) -> None:
         if self.run_dir is None:

@@ -21,6 +21,7 @@ class Method:
 
     name = "base"
     joint = False                 # True: all seen domains are merged into one training step
+    variants: tuple[str, ...] = ()   # extra evaluation variants, reported as extra table rows "name[variant]"
 
     def __init__(self, cfg: Config, device: torch.device):
         self.cfg, self.device = cfg, device
@@ -53,7 +54,8 @@ class Method:
         pass
 
     @torch.no_grad()
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
+    def embed(self, x: torch.Tensor, task: int | None = None, variant: str = "") -> torch.Tensor:
+        """Retrieval features; ``task`` is the test domain's step index (None for unseen domains)."""
         return self.model.embed(x)
 
     def freeze_teacher(self) -> None:
