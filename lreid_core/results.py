@@ -30,7 +30,8 @@ class RunResult:
         return self.steps[-1][domain][metric]
 
     def seen_avg(self, metric: str = "mAP") -> float:
-        return float(np.mean([self.final(d, metric) for d in self.order]))
+        """Mean over the seen domains evaluated at the last step (all of them once the run is done)."""
+        return float(np.mean([self.final(d, metric) for d in self.order if d in self.steps[-1]]))
 
     def unseen_avg(self, metric: str = "mAP") -> float:
         if not self.unseen:

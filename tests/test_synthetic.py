@@ -1,0 +1,131 @@
+"""Tests for the procedural multi-domain benchmark (lreid_core.data.synthetic)."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lreid_core.data import synthetic as S
+from lreid_core.errors import LReIDError
+
+NAME = re.compile(r"^(\d{4})_c(\d)s1_(\d{6})_00\.jpg$")
+SMALL = dict(ids_per_domain=6, test_ids_per_domain=5, images_per_id=6, progress=False)
+DOMS = ["synth_a", "synth_c"]
+
+
+def _parse(folder: Path) -> list[tuple[int, int, int]]:
+    out = []
+    for f in sorted(folder.iterdir()):
+        m = NAME.match(f.name)
+        assert m, f"bad file name {f.name}"
+        out.append((int(m[1]), int(m[2]), int(m[3])))
+    return out
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory) -> tuple[Path, dict[str, Path]]:
+    root = tmp_path_factory.mktemp("synth")
+    return root, S.make_benchmark(root, domains=DOMS, seed=3, **SMALL)
+
+
+def test_layout_and_names(bench):
+    root, paths = bench
+    assert set(paths) == set(DOMS)
+    assert sorted(p.name for p in root.iterdir()) == sorted(DOMS)  # no .tmp left behind
+    for dom, path in paths.items():
+        assert path == root / dom
+        meta = json.loads((path / "synthetic.json").read_text())
+        assert meta["params"]["spec"] == dom and meta["params"]["seed"] == 3
+        train = _parse(path / "bounding_box_train")
+        query = _parse(path / "query")
+        gallery = _parse(path / "bounding_box_test")
+        assert len(train) == 6 * 6 and len(query) == 5 * 2 and len(gallery) == 5 * 2
+        n_cams = S.get_style(dom).cameras
+        frames = [f for _, _, f in train + query + gallery]
+        assert len(set(frames)) == len(frames) and min(frames) >= 1
+        for pid, cam, _ in train + query + gallery:
+            assert 1 <= cam <= n_cams and pid >= 1
+        from PIL import Image
+
+        with Image.open(next((path / "query").iterdir())) as im:
+            assert im.size == (64, 128) and im.mode == "RGB"
+
+
+def test_train_test_disjoint_and_cross_camera_matches(bench):
+    _, paths = bench
+    for path in paths.values():
+        train_ids = {p for p, _, _ in _parse(path / "bounding_box_train")}
+        query = _parse(path / "query")
+        gallery = _parse(path / "bounding_box_test")
+        assert train_ids == set(range(1, 7))
+        assert not train_ids & {p for p, _, _ in query + gallery}
+        assert {p for p, _, _ in query} == {p for p, _, _ in gallery}
+        for pid, cam, _ in query:
+            assert any(gp == pid and gc != cam for gp, gc, _ in gallery), (pid, cam)
+        # each train identity is seen by at least two cameras
+        for pid in train_ids:
+            assert len({c for p, c, _ in _parse(path / "bounding_box_train") if p == pid}) >= 2
+
+
+def test_determinism(bench, tmp_path):
+    root, _ = bench
+    again = S.make_benchmark(tmp_path / "same", domains=DOMS, seed=3, **SMALL)
+    other = S.make_benchmark(tmp_path / "other", domains=DOMS, seed=4, **SMALL)
+    for dom in DOMS:
+        names = sorted(p.name for p in (root / dom / "query").iterdir())
+        assert names == sorted(p.name for p in (again[dom] / "query").iterdir())
+        for name in names[:3]:
+            assert (root / dom / "query" / name).read_bytes() == (again[dom] / "query" / name).read_bytes()
+        ours = {p.read_bytes() for p in sorted((root / dom / "query").iterdir())}
+        theirs = {p.read_bytes() for p in sorted((other[dom] / "query").iterdir())}
+        assert not ours & theirs  # a different seed gives different images
+
+
+def test_cache_skips_and_overwrite_rewrites(bench):
+    root, _ = bench
+    probe = next((root / "synth_a" / "bounding_box_train").iterdir())
+    before = probe.stat().st_mtime_ns
+    meta_before = (root / "synth_a" / "synthetic.json").stat().st_mtime_ns
+    S.make_benchmark(root, domains=["synth_a"], seed=3, **SMALL)
+    assert probe.stat().st_mtime_ns == before
+    assert (root / "synth_a" / "synthetic.json").stat().st_mtime_ns == meta_before
+
+
+def test_changed_parameters_regenerate(tmp_path):
+    S.make_benchmark(tmp_path, domains=["synth_b"], seed=0, **SMALL)
+    S.make_benchmark(tmp_path, domains=["synth_b"], seed=0, **{**SMALL, "ids_per_domain": 4})
+    assert len({p for p, _, _ in _parse(tmp_path / "synth_b" / "bounding_box_train")}) == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["synth_b"]
+
+
+def test_unknown_domain_and_bad_arguments(tmp_path):
+    with pytest.raises(LReIDError, match="synth_a"):
+        S.make_benchmark(tmp_path, domains=["market_synthetic"], progress=False)
+    with pytest.raises(LReIDError):
+        S.get_style("nope")
+    with pytest.raises(LReIDError):
+        S.make_benchmark(tmp_path, domains=["synth_a"], images_per_id=1, progress=False)
+    assert not any(tmp_path.iterdir())
+
+
+def test_defaults_and_renderer():
+    assert len(S.DEFAULT_DOMAINS) == 5 and len(S.DEFAULT_UNSEEN) == 2
+    assert set(S.DEFAULT_DOMAINS + S.DEFAULT_UNSEEN) <= set(S.DOMAIN_STYLES)
+    for name in S.DEFAULT_DOMAINS + S.DEFAULT_UNSEEN:
+        style = S.get_style(name)
+        assert set(style.identity) <= set(S.ATTRIBUTES)
+        assert set(style.camera_nuisance) <= set(S.ATTRIBUTES) - set(style.identity)
+        rng = np.random.default_rng(0)
+        ident = S.sample_identity(name, rng)
+        cam = S.make_camera(name, 0, seed=0)
+        img = S.render_person(S.sample_appearance(ident, name, cam, rng), name, cam, rng, 64, 32)
+        assert img.shape == (64, 32, 3) and img.dtype == np.uint8 and img.std() > 5
+        # identity attributes survive; camera-level nuisance is stable per (person, camera)
+        a1 = S.sample_appearance(ident, style, cam, np.random.default_rng(1))
+        a2 = S.sample_appearance(ident, style, cam, np.random.default_rng(2))
+        for attr in style.identity + style.camera_nuisance:
+            assert a1[attr] == a2[attr] == (ident[attr] if attr in style.identity else a1[attr])
+    assert S.stable_seed("x", 1) == S.stable_seed("x", 1) != S.stable_seed("x", 2)
