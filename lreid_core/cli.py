@@ -62,27 +62,44 @@ def cmd_demo(args) -> None:
 
 def cmd_run(args) -> None:
     from .config import load_config, parse_overrides
-    from .data.benchmark import resolve_order
+    from .data.benchmark import build_benchmark, resolve_order
     from .results import format_table
-
-    overrides = parse_overrides(args.set)
-    if args.method:
-        overrides.setdefault("method", {})["name"] = args.method
-    if args.order:
-        overrides.setdefault("data", {})["order"] = resolve_order(args.order)
-    if args.data_root:
-        overrides.setdefault("data", {})["root"] = args.data_root
-    cfg = load_config(args.config, profile_name=args.profile, overrides=overrides)
-    out = Path(args.out) if args.out else Path(cfg.out_dir) / f"{cfg.profile}-{cfg.method.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if (out / "metrics.json").exists():
-        raise LReIDError(f"run directory already holds a run: {out} (choose another --out)")
-    from .data.benchmark import build_benchmark
     from .train import Trainer
 
+    if args.resume:
+        cfg, out = _resumable(Path(args.resume))
+    else:
+        overrides = parse_overrides(args.set)
+        if args.method:
+            overrides.setdefault("method", {})["name"] = args.method
+        if args.order:
+            overrides.setdefault("data", {})["order"] = resolve_order(args.order)
+        if args.data_root:
+            overrides.setdefault("data", {})["root"] = args.data_root
+        cfg = load_config(args.config, profile_name=args.profile, overrides=overrides)
+        out = Path(args.out) if args.out else Path(cfg.out_dir) / f"{cfg.profile}-{cfg.method.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if (out / "config.yaml").exists():
+            raise LReIDError(f"run directory already holds a run: {out} (choose another --out, or --resume it)")
     bench = build_benchmark(cfg)
-    results = [Trainer(cfg, cfg.method.name, bench, out, progress=not args.quiet).fit()]
-    print(format_table(results))
+    trainer = Trainer(cfg, cfg.method.name, bench, out, progress=not args.quiet)
+    if args.resume:
+        trainer.resume()
+    print(format_table([trainer.fit()]))
     print(f"run directory: {out}")
+
+
+def _resumable(run_dir: Path):
+    """The config of an interrupted run directory, with one-line errors for anything else."""
+    import yaml
+
+    from .config import config_from_dict
+
+    if not (run_dir / "config.yaml").is_file() or not (run_dir / "checkpoints" / "last.pt").is_file():
+        raise LReIDError(f"not a resumable run directory (needs config.yaml and checkpoints/last.pt): {run_dir}")
+    metrics = run_dir / "metrics.json"
+    if metrics.is_file() and '"status": "done"' in metrics.read_text():
+        raise LReIDError(f"run already finished: {run_dir}")
+    return config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text())), run_dir
 
 
 def cmd_synth(args) -> None:
@@ -124,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--data-root", default=None, help="folder holding the datasets")
     r.add_argument("--out", default=None, help="run directory (default runs/<profile>-<method>-<time>)")
     r.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
+    r.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run where it stopped")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.set_defaults(func=cmd_run)
 

@@ -69,6 +69,7 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False         # torch deterministic algorithms (exact CPU reproducibility)
     eval_batch: int = 256
+    ckpt_every: int = 500               # iterations between resume checkpoints (0: only at each step's end)
     joint_epochs_factor: float = 1.0    # joint: epochs x number of domains x this (paper: 250 = 5 x 50)
 
 
@@ -241,7 +242,11 @@ def config_from_dict(data: dict[str, Any]) -> Config:
 
 def validate(cfg: Config) -> None:
     """Reject values that would fail later or silently mean nothing (one line each)."""
+    from .methods import list_methods
+
     t, m, d = cfg.train, cfg.method, cfg.data
+    if m.name not in list_methods():
+        raise LReIDError(f"unknown method {m.name!r}; valid methods: {', '.join(list_methods())}")
     if not d.order:
         raise LReIDError("data.order is empty: give at least one seen domain")
     for name in ("epochs", "iters_per_epoch", "p_ids", "k_imgs", "eval_batch"):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import math
 import time
@@ -86,6 +87,7 @@ class Trainer:
                 self.writer = SummaryWriter(str(self.run_dir / "tb"))
         self.amp = self.device.type == "cuda" and cfg.train.amp
         self.global_iter = 0
+        self.pending: dict | None = None      # a mid-step checkpoint to continue from (see resume())
         if self.device.type == "cuda" and cfg.train.channels_last:
             self.method.model.to(memory_format=torch.channels_last)
         if self.device.type == "cuda" and cfg.train.compile:
@@ -106,8 +108,11 @@ class Trainer:
         return [merge_domains(self.bench.train)] if self.method.joint else list(self.bench.train)
 
     def fit(self) -> RunResult:
-        start = time.perf_counter()
+        """Train every (remaining) step; a resumed Trainer skips the steps its checkpoint already finished."""
+        start = time.perf_counter() - self.result.wall_s
         for step, ts in enumerate(self.steps()):
+            if step < len(self.result.steps):
+                continue
             self.train_step(step, ts)
             self.result.steps.append(self.evaluate(step))
             self.result.trained.append(ts.domain)
@@ -121,6 +126,7 @@ class Trainer:
         return self.result
 
     def train_step(self, step: int, ts: TrainSet) -> None:
+        """One domain step: ``epochs x iters_per_epoch`` iterations of PK batches augmented on the device."""
         cfg, t = self.cfg, self.cfg.train
         epochs = t.epochs
         if self.method.joint:
@@ -129,13 +135,22 @@ class Trainer:
         images = self.images(ts.records, f"decode {ts.domain}")
         labels = torch.as_tensor(ts.labels, device=self.device)
         sampler = PKSampler(ts.labels, t.p_ids, t.k_imgs, seed=t.seed * 1000 + step)
-        self.method.before_step(step, ts.num_classes)
+        resume, self.pending = self.pending, None
+        if resume is None:
+            self.method.before_step(step, ts.num_classes)
         opt, sched = build_optimizer(cfg, self.method.parameters(), self.device, total)
         gen = torch.Generator(device=images.device).manual_seed(t.seed * 1000 + step + 1)
+        first = 0
+        if resume is not None:
+            opt.load_state_dict(resume["optimizer"])
+            sched.load_state_dict(resume["scheduler"])
+            sampler.load_state_dict(resume["sampler"])
+            gen.set_state(resume["generator"])
+            first = resume["iter"]
         self.method.train(True)
         running: dict[str, torch.Tensor] = {}
-        bar = tqdm(range(total), desc=f"{self.method.name} step {step + 1}/{len(self.steps())} {ts.domain}",
-                   disable=not self.progress, leave=False, mininterval=0.5)
+        bar = tqdm(range(first, total), desc=f"{self.method.name} step {step + 1}/{len(self.steps())} {ts.domain}",
+                   disable=not self.progress, leave=False, mininterval=0.5, initial=first, total=total)
         for it in bar:
             idx = next(sampler).to(images.device, non_blocking=True)
             x = augment(images[idx], gen).to(self.device, non_blocking=True)
@@ -154,6 +169,13 @@ class Trainer:
             if (it + 1) % LOG_EVERY == 0 or it + 1 == total:
                 self.log(step, it, running, (it % LOG_EVERY) + 1, sched.get_last_lr()[0], bar)
                 running = {}
+            if t.ckpt_every and (it + 1) % t.ckpt_every == 0 and it + 1 < total:
+                if not torch.isfinite(loss):
+                    raise LReIDError(f"loss became non-finite at step {step + 1}, iteration {it + 1}; "
+                                     f"kept the last good checkpoint")
+                self.checkpoint({"step": step, "iter": it + 1, "optimizer": opt.state_dict(),
+                                 "scheduler": sched.state_dict(), "sampler": sampler.state_dict(),
+                                 "generator": gen.get_state()})
         self.method.after_step(step)
 
     def log(self, step: int, it: int, running: dict[str, torch.Tensor], n: int, lr: float, bar) -> None:
@@ -194,10 +216,37 @@ class Trainer:
             self.result.variants.setdefault(variant, []).append(rows[variant])
         return rows[""]
 
-    def save(self, step: int) -> None:
+    def checkpoint(self, extra: dict) -> None:
+        """Write ``checkpoints/last.pt`` atomically: method, RNG states and results so far, plus ``extra``."""
         if self.run_dir is None:
             return
+        state = {"method": self.method.name, "config": self.cfg.to_dict(), "state": self.method.state_dict(),
+                 "result": dataclasses.asdict(self.result), "global_iter": self.global_iter,
+                 "rng": torch.get_rng_state(),
+                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None, **extra}
+        atomic_torch_save(self.run_dir / "checkpoints" / "last.pt", state)
+
+    def save(self, step: int) -> None:
+        """End of a domain step: metrics files, ``stepN.pt`` (weights) and ``last.pt`` (resume point)."""
+        if self.run_dir is None:
+            return
+        self.result.save(self.run_dir)
         atomic_torch_save(self.run_dir / "checkpoints" / f"step{step + 1}.pt",
                           {"step": step + 1, "method": self.method.name, "config": self.cfg.to_dict(),
                            "state": self.method.state_dict()})
-        self.result.save(self.run_dir)
+        self.checkpoint({"step": step + 1, "iter": 0})
+
+    def resume(self) -> None:
+        """Restore ``checkpoints/last.pt``: finished steps are skipped, a step in progress continues exactly."""
+        path = self.run_dir / "checkpoints" / "last.pt" if self.run_dir is not None else None
+        if path is None or not path.is_file():
+            raise LReIDError(f"nothing to resume: no checkpoint at {path}")
+        ckpt = torch.load(path, map_location=self.device, weights_only=False)
+        self.method.load_state_dict(ckpt["state"])
+        self.result = RunResult(**ckpt["result"])
+        self.global_iter = ckpt["global_iter"]
+        torch.set_rng_state(ckpt["rng"].cpu())
+        if ckpt["cuda_rng"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in ckpt["cuda_rng"]])
+        if ckpt["iter"] > 0:
+            self.pending = ckpt
