@@ -16,13 +16,14 @@ _warned_random_init = False
 
 
 class SmallResNet(nn.Module):
-    """A 4-stage residual CNN (widths 32-64-128-256) for CPU profiles; total stride 8 with last stride 1."""
+    """A 4-stage residual CNN (widths w, 2w, 4w, 8w) for CPU profiles: a stride-2 stem, then one BasicBlock per
+    stage with strides 1, 2, 2, last_stride (total stride 8 with last stride 1, a 8x4 map at 64x32 input)."""
 
-    def __init__(self, last_stride: int = 1, width: int = 32):
+    def __init__(self, last_stride: int = 1, width: int = 16):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 2, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
         widths = [width, width * 2, width * 4, width * 8]
-        strides = [2, 2, 2, last_stride]
+        strides = [1, 2, 2, last_stride]
         layers, cin = [], width
         for w, s in zip(widths, strides):
             down = None
