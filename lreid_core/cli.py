@@ -1,4 +1,4 @@
-"""The ``lreid`` console script: demo, run, synth, bench."""
+"""The ``lreid`` console script: demo, run, report, sweep, synth, bench."""
 from __future__ import annotations
 
 import argparse
@@ -122,6 +122,34 @@ def cmd_bench(args) -> None:
         bench_train(args)
 
 
+def cmd_report(args) -> None:
+    from .report import build_report, write_report
+
+    report = build_report(args.run_dirs)
+    md = write_report(report, Path(args.out))
+    print(report.text())
+    print(f"\n(mAP/R1 in %, last step; mean ± sample std over seeds where a row has several runs)\nreport: {md}")
+
+
+def cmd_sweep(args) -> None:
+    from .config import parse_overrides
+    from .data.benchmark import resolve_order
+    from .sweep import run_sweep, write_sweep_outputs
+
+    overrides = parse_overrides(args.set)
+    if args.method:
+        overrides.setdefault("method", {})["name"] = args.method
+    if args.order:
+        overrides.setdefault("data", {})["order"] = resolve_order(args.order)
+    if args.data_root:
+        overrides.setdefault("data", {})["root"] = args.data_root
+    out = Path(args.out) if args.out else Path("runs") / f"sweep-{args.key}"
+    cells = run_sweep(args.key, args.values, out, overrides, config=args.config, profile=args.profile,
+                      progress=not args.quiet, log=lambda line: print(line, flush=True))
+    csv_path, png_path = write_sweep_outputs(args.key, cells, out)
+    print(f"sweep of {args.key} over {len(cells)} values: {csv_path}, {png_path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lreid", description="Lifelong person re-identification workbench")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -157,8 +185,29 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--profile", default="auto", help="train: smoke | demo | paper | auto (paper on GPU, demo on CPU)")
     b.add_argument("--iters", type=int, default=0, help="train: timed iterations per method (0 = profile default)")
     b.add_argument("--methods", default="base,lwf,patchkd", help="train: comma list")
+    b.add_argument("--compile", action="store_true", help="train: also time the torch.compile'd step (CUDA)")
     b.add_argument("--out", default="", help="train: also write the figures as JSON here")
     b.set_defaults(func=cmd_bench)
+
+    rp = sub.add_parser("report", help="Table 2 (Markdown + CSV), heatmaps, evolution curves, forgetting from run dirs")
+    rp.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                    help="run directories (or folders of them); several orders -> one section per order; "
+                         "same method, different train.seed -> mean ± std")
+    rp.add_argument("--out", default="report", help="output folder (default ./report)")
+    rp.set_defaults(func=cmd_report)
+
+    sw = sub.add_parser("sweep", help="grid over one config key (Fig. 6); resumable, one run dir per value")
+    sw.add_argument("--key", required=True, help="config key, e.g. method.gamma3")
+    sw.add_argument("--values", required=True, help="comma list, e.g. 0,1,10,100")
+    sw.add_argument("--method", default=None)
+    sw.add_argument("--config", default=None, help="YAML config file")
+    sw.add_argument("--profile", default=None, help="smoke | demo | paper (default: the config's, else paper)")
+    sw.add_argument("--order", default=None, help="order1 | order2 | comma list of dataset names")
+    sw.add_argument("--data-root", default=None, help="folder holding the datasets")
+    sw.add_argument("--out", default=None, help="sweep folder (default runs/sweep-<key>); cells are OUT/<key>=<value>")
+    sw.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides for every cell")
+    sw.add_argument("--quiet", action="store_true", help="no progress bars")
+    sw.set_defaults(func=cmd_sweep)
     return p
 
 
