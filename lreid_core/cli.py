@@ -126,7 +126,7 @@ def cmd_report(args) -> None:
     from .report import build_report, write_report
 
     report = build_report(args.run_dirs)
-    md = write_report(report, Path(args.out))
+    md = write_report(report, Path(args.out), figures=not args.no_figures)
     print(report.text())
     print(f"\n(mAP/R1 in %, last step; mean ± sample std over seeds where a row has several runs)\nreport: {md}")
 
@@ -194,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="run directories (or folders of them); several orders -> one section per order; "
                          "same method, different train.seed -> mean ± std")
     rp.add_argument("--out", default="report", help="output folder (default ./report)")
+    rp.add_argument("--no-figures", action="store_true", help="tables only (CSV + report.md), no PNGs")
     rp.set_defaults(func=cmd_report)
 
     sw = sub.add_parser("sweep", help="grid over one config key (Fig. 6); resumable, one run dir per value")

@@ -9,7 +9,7 @@ Public functions of section 1
 ``rank_metrics_loop``   per-query numpy reference implementation (slow, obvious)
 ``euclidean_distmat``   plain Euclidean distance matrix (float32 torch tensor)
 ``bench_rank_metrics``  times ``rank_metrics`` against ``rank_metrics_loop``
-``format_bench``        one-line human summary of ``bench_rank_metrics``
+``format_bench``        headline line (plus a detail line) for ``bench_rank_metrics``
 
 Protocol (Market-1501 convention, shared by both implementations)
 -----------------------------------------------------------------
@@ -51,8 +51,8 @@ __all__ = [
 ]
 
 # Query rows processed together by ``rank_metrics`` (also capped so that
-# rows * bins <= 2**20, see ``_bin_values``).  256 x 15913 needs two ~16 MB
-# buffers plus small temporaries.
+# rows * bins <= 2**21, see ``_bin_values``).  256 x 15913 needs two ~16 MB
+# buffers (float32, int32), a 4 MB mask and ~5 MB of histograms.
 _QUERY_CHUNK = 256
 
 
@@ -126,7 +126,7 @@ def _no_valid_query() -> LReIDError:
 # a table lookup or a ``nonzero``; only the small "shares a bin" set is sorted.
 
 _MAX_BINS = 4096
-_EXACT_LIMIT = 2**20  # rows_per_chunk * bins must stay <= this (float32 exactness)
+_EXACT_LIMIT = 2**21  # rows_per_chunk * bins must stay <= this (float32 exactness)
 
 
 def _num_bins(num_gallery: int) -> int:
@@ -175,12 +175,11 @@ def _bin_params(lo: torch.Tensor, hi: torch.Tensor, num_bins: int):
     """Per-row ``(scale, shift, fast)`` for ``bin = trunc(x * scale + shift)``
     relative to the row's base; ``fast`` marks rows where that two-pass form is
     provably exact enough (see ``_bin_values``)."""
-    span = hi - lo
+    span = hi - lo  # finite only if lo and hi are
     scale = (num_bins - 2) / span
-    ok = torch.isfinite(span) & torch.isfinite(scale)
-    scale = torch.where(ok, scale, torch.zeros_like(scale))  # span 0 / tiny: one bin
+    scale = torch.where(torch.isfinite(scale), scale, torch.zeros_like(scale))  # span 0 / tiny: one bin
     offset = lo * scale
-    fast = ok & torch.isfinite(lo) & (offset.abs() < 2**20)
+    fast = torch.isfinite(span) & (offset.abs() < 2**20)
     shift = 1.0 - torch.where(fast, offset, torch.zeros_like(offset))
     return scale, shift, fast
 
@@ -206,8 +205,9 @@ def _bin_values(
 
     Fast path (``fast``): ``x * scale + (rowbase + 1 - lo * scale)``.  The exact
     value lies in ``[rowbase + 1, rowbase + num_bins - 1]``; every magnitude is
-    below ``2**21`` (``|lo * scale| < 2**20`` and ``rows * num_bins <= 2**20``), so
-    each of the five roundings errs by at most ``2**-4`` and truncation stays
+    below ``2**22`` (``|lo * scale| < 2**20`` and ``rows * num_bins <= 2**21``), so
+    each of the five roundings (lo * scale, 1 - ., rowbase + ., x * scale, the
+    final add) errs by at most ``2**-3``, 0.625 in all, and truncation stays
     inside ``[rowbase, rowbase + num_bins)``.
     """
     B = x.shape[0]
@@ -384,7 +384,8 @@ def rank_metrics(distmat, q_pids, g_pids, q_camids, g_camids, max_rank: int = 50
     # min / max of the float32 values
     scale, shift, fast = _bin_params(lo.to(torch.float32), hi.to(torch.float32), K)
     all_fast = bool(fast.all())
-    chunk = max(1, min(_QUERY_CHUNK, _EXACT_LIMIT // K))
+    # (the last bound keeps per-chunk counts and flat indices inside int32)
+    chunk = max(1, min(_QUERY_CHUNK, _EXACT_LIMIT // K, (2**31 - 1) // G))
     tbuf = torch.empty((min(chunk, nq), G), dtype=torch.float32, device=dev)
     ibuf = torch.empty((min(chunk, nq), G), dtype=torch.int32, device=dev)
     mbuf = torch.zeros(-(-min(chunk, nq) * G // 8) * 8, dtype=torch.bool, device=dev)
@@ -544,6 +545,7 @@ def bench_rank_metrics(
     seed: int = 0,
     loop_queries: int = 500,
     repeats: int = 2,
+    threads: int | None = None,
 ) -> dict:
     """Time :func:`rank_metrics` against :func:`rank_metrics_loop` on one random case.
 
@@ -556,7 +558,25 @@ def bench_rank_metrics(
     tiny untimed warm-up of both.  The two implementations are checked to
     agree on the loop's subset (mAP, mINP and every CMC entry within 1e-6);
     ``LReIDError`` is raised if they do not.
+
+    ``threads`` sets ``torch.set_num_threads`` for the duration of the
+    benchmark (restored afterwards); ``None`` keeps torch's default.  On a
+    machine whose cores are busy with other work, intra-op threading can stall
+    badly and ``threads=1`` gives the steadier number.
     """
+    if threads is not None and threads < 1:
+        raise LReIDError(f"threads must be >= 1, got {threads}")
+    if threads is None:
+        return _bench(num_query, num_gallery, num_ids, num_cams, seed, loop_queries, repeats)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _bench(num_query, num_gallery, num_ids, num_cams, seed, loop_queries, repeats)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _bench(num_query, num_gallery, num_ids, num_cams, seed, loop_queries, repeats) -> dict:
     for name, v in (("num_query", num_query), ("num_gallery", num_gallery), ("num_ids", num_ids),
                     ("num_cams", num_cams), ("loop_queries", loop_queries), ("repeats", repeats)):
         if v < 1:

@@ -259,11 +259,11 @@ def test_euclidean_distmat():
 
 
 def test_bench_small():
-    r = bench_rank_metrics(num_query=120, num_gallery=400, num_ids=40, num_cams=3, loop_queries=50)
+    r = bench_rank_metrics(num_query=120, num_gallery=400, num_ids=40, num_cams=3, loop_queries=50, threads=1)
     assert r["num_query"] == 120 and r["num_gallery"] == 400
     assert r["loop_extrapolated"] is True and r["loop_queries"] == 50
     assert r["vectorised_s"] > 0 and r["loop_s"] > 0 and r["speedup"] > 0
-    assert r["max_abs_diff"] <= 1e-6
+    assert r["max_abs_diff"] <= 1e-6 and r["torch_threads"] == 1
     line = format_bench(r).splitlines()[0]
     assert line.startswith("rank_metrics: 120 x 400 in ") and "(vectorised) vs" in line
     assert line.endswith("x") and "(per-query loop) ->" in line
