@@ -101,6 +101,19 @@ def test_changed_parameters_regenerate(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["synth_b"]
 
 
+def test_custom_style_objects(tmp_path):
+    import dataclasses
+
+    custom = dataclasses.replace(S.get_style("synth_a"), name="synth_a_clean", occlusion=0.0, noise=0.0)
+    paths = S.make_benchmark(tmp_path, domains=[custom], **{**SMALL, "ids_per_domain": 3, "test_ids_per_domain": 2})
+    assert list(paths) == ["synth_a_clean"] and (tmp_path / "synth_a_clean" / "query").is_dir()
+    probe = next((tmp_path / "synth_a_clean" / "query").iterdir())
+    before = probe.stat().st_mtime_ns
+    changed = dataclasses.replace(custom, noise=5.0)  # same name, different style -> regenerated
+    S.make_benchmark(tmp_path, domains=[changed], **{**SMALL, "ids_per_domain": 3, "test_ids_per_domain": 2})
+    assert not probe.exists() or probe.stat().st_mtime_ns != before
+
+
 def test_unknown_domain_and_bad_arguments(tmp_path):
     with pytest.raises(LReIDError, match="synth_a"):
         S.make_benchmark(tmp_path, domains=["market_synthetic"], progress=False)

@@ -1,21 +1,30 @@
 """Procedural multi-domain pedestrian benchmark written to disk in Market-1501 layout.
 
-Every domain is a *style*: a colour palette, a background kind, a render resolution, camera
-set-up (viewpoint, illumination, blur, noise) and, crucially, a choice of WHICH person attributes
-carry identity.  In one domain identity lives in clothing colours and the clothing patterns are
-resampled per image; in another the colours are resampled per image and identity lives in the
-patterns and accessories; and so on.  A model fine-tuned on a later domain therefore learns to
-ignore cues an earlier domain needed, which is what makes lifelong re-identification forget.
+A pedestrian is a set of coloured, patterned body parts (hair, head, torso, arms, legs, shoes,
+optional bag / backpack / handbag / cap / beanie) painted over a background.  Every domain is a
+*style* (:class:`DomainStyle`): colour palette, background kind, render resolution, camera set-up
+(viewpoint, illumination, blur, noise, occlusion) and, crucially, WHICH person attributes carry
+identity.  The others are nuisance, redrawn per camera or per image:
 
-Public entry points:
+* ``synth_a`` -- identity in clothing colours; patterns and accessories redrawn per image;
+* ``synth_b`` -- identity in patterns/shape; all clothing hues rotated at random per image;
+* ``synth_c`` -- greyscale, low resolution; pattern kind redrawn per camera;
+* ``synth_d`` -- identity in bag/hat/trousers; the whole top redrawn per camera;
+* ``synth_e`` -- night; identity in the top; trousers redrawn per camera;
+* ``synth_u1``, ``synth_u2`` -- unseen test domains (pastel colours; sepia, very low resolution).
 
-* :func:`make_benchmark` -- write ``root/<domain>/{bounding_box_train,query,bounding_box_test}``.
-* :func:`get_style`, :data:`DOMAIN_STYLES` -- the named style specs.
-* :func:`sample_identity`, :func:`sample_appearance`, :func:`make_camera`, :func:`render_person`
-  -- the renderer, for notebooks that want to show examples.
+A model fine-tuned on a later domain learns invariances (to hue, to tops, ...) that an earlier
+domain needed, which is what makes lifelong re-identification forget.  Within a domain the
+palettes are small, so several identities share most attributes.
 
-Only numpy and PIL are used; everything is deterministic given the seed (per-image random
-generators are derived from ``(seed, domain name, split, pid, image index)`` with a stable hash).
+Public entry points: :func:`make_benchmark` (writes
+``root/<domain>/{bounding_box_train,query,bounding_box_test}``), :data:`DOMAIN_STYLES` /
+:func:`get_style`, and for notebooks :func:`sample_identity`, :func:`sample_appearance`,
+:func:`make_camera`, :func:`render_person`.
+
+Only numpy and PIL are used.  Everything is deterministic given the seed: each image's random
+generator is derived from ``(seed, domain name, split, pid, image index, camera, frame)`` with a
+stable hash (SHA-256, never Python's ``hash()``).
 """
 
 from __future__ import annotations
@@ -25,12 +34,12 @@ import hashlib
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image
 
 from lreid_core.errors import LReIDError
 
@@ -50,7 +59,7 @@ __all__ = [
     "stable_seed",
 ]
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 """Bumped whenever the rendered images change; part of the cache key in ``synthetic.json``."""
 
 SPLITS = ("bounding_box_train", "query", "bounding_box_test")
@@ -118,6 +127,7 @@ class DomainStyle:
     gain: tuple[float, float] = (0.85, 1.15)  # per-camera brightness
     cast: float = 0.06  # per-camera colour cast strength
     color_jitter: float = 0.06  # per-image per-part colour jitter
+    hue_jitter: float = 0.0  # per-image rotation of all clothing hues, uniform in +-degrees
     person_scale: tuple[float, float] = (0.8, 0.94)  # person height / image height, per camera
     width_scale: float = 1.0  # body proportions
     head_scale: float = 1.0
@@ -132,77 +142,82 @@ DOMAIN_STYLES: dict[str, DomainStyle] = {
     for s in [
         DomainStyle(
             name="synth_a",
-            description="warm daylight street; identity = clothing/shoe/hair COLOURS, "
-            "patterns, accessories and cut resampled per image",
-            hues=((0, 50),), sat=(0.35, 0.9), val=(0.3, 0.95), n_colors=9,
-            identity=("top_color", "bottom_color", "shoe_color", "hair_color"),
+            description="warm daylight street, narrow warm palette. ID: clothing/shoe/hair COLOURS, "
+            "cut, sleeves, skin, build. Nuisance per image: clothing patterns + frequency, bag, hat",
+            hues=((0, 70),), sat=(0.35, 0.95), val=(0.3, 0.95), n_colors=10,
+            identity=("top_color", "top_color2", "bottom_color", "bottom_color2", "shoe_color",
+                      "hair_color", "hair_style", "sleeve", "bottom_type", "skin", "build", "height"),
             background="gradient", cameras=4, noise=3.0, blur=(0.0, 0.6), cast=0.06,
+            occlusion=0.08,
         ),
         DomainStyle(
             name="synth_b",
-            description="neon mall; identity = PATTERNS, pattern frequency, accessories, cut; "
-            "every colour resampled per image",
-            hues=((0, 360),), sat=(0.85, 1.0), val=(0.85, 1.0), n_colors=10,
-            identity=("top_pattern", "top_freq", "bottom_pattern", "bottom_type", "bag", "hat",
-                      "sleeve"),
-            patterns=("plain", "hstripes", "vstripes", "checks", "dots", "split"),
-            hair_from_palette=True, background="stripes", cameras=5, noise=4.0,
-            blur=(0.0, 0.5), cast=0.05,
+            description="neon mall. ID: clothing PATTERNS + frequency, accessories, cut, colour "
+            "LAYOUT. Nuisance per image: a random rotation of every clothing HUE",
+            hues=((0, 360),), sat=(0.75, 1.0), val=(0.55, 1.0), n_colors=10,
+            identity=ATTRIBUTES, hue_jitter=180.0, hair_from_palette=True,
+            background="stripes", cameras=5, noise=4.0, blur=(0.0, 0.5), cast=0.05, occlusion=0.08,
         ),
         DomainStyle(
             name="synth_c",
-            description="grey low-resolution CCTV; identity = pattern FREQUENCY, hair style, "
-            "shoes, build, height, trouser cut; colours and pattern kind vary per camera",
+            description="grey low-resolution CCTV. ID: grey levels, pattern FREQUENCY, silhouette "
+            "(build, height, cut, sleeves, hair), bag/hat kind. Nuisance per camera: pattern kind",
             hues=((0, 360),), sat=(0.0, 0.15), val=(0.12, 0.92), n_colors=7,
-            identity=("top_freq", "bottom_freq", "hair_style", "shoe_color", "build", "height",
-                      "bottom_type"),
-            camera_nuisance=("top_color", "top_color2", "bottom_color", "bottom_color2",
-                             "top_pattern", "bottom_pattern"),
+            identity=tuple(a for a in ATTRIBUTES if a not in ("top_pattern", "bottom_pattern",
+                                                               "bag_color", "hat_color")),
+            camera_nuisance=("top_pattern", "bottom_pattern"),
             patterns=("hstripes", "vstripes", "checks", "dots"), freqs=(1.5, 2.5, 4.0),
             background="bricks", render_scale=0.5, saturation=0.25, cameras=3, noise=5.0,
-            blur=(0.4, 1.0), cast=0.03, width_scale=1.1,
+            blur=(0.4, 0.9), cast=0.03, width_scale=1.1, occlusion=0.08,
         ),
         DomainStyle(
             name="synth_d",
-            description="cool-toned plaza with strong per-camera lighting; identity = BAG & HAT "
-            "(kind and colour), trouser cut/colour, hair style; tops vary per camera",
+            description="cool-toned plaza, strong per-camera lighting. ID: BAG and HAT (kind + "
+            "colour), trousers, hair, shoes, skin, build. Nuisance per camera: the whole TOP "
+            "(colours, pattern, frequency)",
             hues=((160, 290),), sat=(0.3, 0.85), val=(0.3, 0.9), n_colors=8,
             identity=("bag", "bag_color", "hat", "hat_color", "bottom_type", "bottom_color",
-                      "hair_style"),
-            camera_nuisance=("top_color", "top_color2", "top_pattern"),
-            bag_probs=(0.15, 0.35, 0.3, 0.2), hat_probs=(0.3, 0.35, 0.35),
-            background="clutter", cameras=6, noise=4.0, blur=(0.0, 0.8), gain=(0.6, 1.3),
-            cast=0.2, occlusion=0.2, head_scale=1.1,
+                      "bottom_color2", "bottom_pattern", "bottom_freq", "hair_style", "hair_color",
+                      "shoe_color", "skin", "height", "sleeve", "build"),
+            camera_nuisance=("top_color", "top_color2", "top_pattern", "top_freq"),
+            bag_probs=(0.1, 0.35, 0.35, 0.2), hat_probs=(0.25, 0.4, 0.35),
+            background="clutter", cameras=6, noise=4.0, blur=(0.0, 0.7), gain=(0.65, 1.25),
+            cast=0.1, occlusion=0.08, head_scale=1.1,
         ),
         DomainStyle(
             name="synth_e",
-            description="night street, dark and noisy; identity = TOP (colours + pattern), "
-            "hair colour, sleeves, skin; trousers per camera, accessories per image",
-            hues=((0, 360),), sat=(0.4, 0.9), val=(0.3, 0.75), n_colors=10,
-            identity=("top_color", "top_color2", "top_pattern", "hair_color", "sleeve", "skin"),
-            camera_nuisance=("bottom_color", "bottom_pattern", "bottom_type"),
-            background="night", render_scale=0.75, cameras=4, noise=9.0, blur=(0.2, 0.8),
-            gain=(0.5, 0.8), cast=0.12, person_scale=(0.72, 0.9), width_scale=0.92,
+            description="night street, dark and noisy. ID: the TOP (colours, pattern, frequency, "
+            "sleeves), hair, skin, shoes, build. Nuisance per camera: trousers; per image: bag, hat",
+            hues=((0, 360),), sat=(0.4, 0.9), val=(0.35, 0.85), n_colors=10,
+            identity=("top_color", "top_color2", "top_pattern", "top_freq", "hair_color",
+                      "hair_style", "sleeve", "skin", "shoe_color", "build", "height"),
+            camera_nuisance=("bottom_color", "bottom_color2", "bottom_pattern", "bottom_type",
+                             "bottom_freq"),
+            background="night", render_scale=0.75, cameras=4, noise=7.0, blur=(0.2, 0.7),
+            gain=(0.6, 0.9), cast=0.1, person_scale=(0.74, 0.9), width_scale=0.92, occlusion=0.1,
         ),
         DomainStyle(
             name="synth_u1",
-            description="(unseen) pastel campus; identity = top/bottom colour, bag kind/colour, "
-            "hair style, hat; patterns per image",
-            hues=((0, 360),), sat=(0.2, 0.45), val=(0.78, 1.0), n_colors=9,
-            identity=("top_color", "bottom_color", "bag", "bag_color", "hair_style", "hat"),
+            description="(unseen) pastel campus. ID: clothing colours, bag/hat (kind + colour), "
+            "hair, cut, sleeves. Nuisance per image: patterns",
+            hues=((0, 360),), sat=(0.2, 0.5), val=(0.75, 1.0), n_colors=9,
+            identity=("top_color", "top_color2", "bottom_color", "bottom_color2", "bag",
+                      "bag_color", "hat", "hat_color", "hair_style", "hair_color", "bottom_type",
+                      "sleeve", "shoe_color", "skin"),
             background="noise", cameras=4, noise=3.0, blur=(0.0, 0.5), gain=(0.9, 1.1),
-            cast=0.05, occlusion=0.15,
+            cast=0.05, occlusion=0.12,
         ),
         DomainStyle(
             name="synth_u2",
-            description="(unseen) sepia very-low-resolution archive; identity = top pattern + "
-            "frequency, bottom colour, shoes, build, bag; tops recoloured per camera",
+            description="(unseen) sepia very-low-resolution archive. ID: patterns + frequency, "
+            "trousers, shoes, silhouette, bag/hat kind. Nuisance per camera: top colours",
             hues=((15, 45),), sat=(0.15, 0.55), val=(0.2, 0.9), n_colors=8,
-            identity=("top_pattern", "top_freq", "bottom_color", "shoe_color", "build", "bag"),
+            identity=tuple(a for a in ATTRIBUTES if a not in ("top_color", "top_color2",
+                                                               "bag_color", "hat_color")),
             camera_nuisance=("top_color", "top_color2"),
             patterns=("plain", "hstripes", "vstripes", "checks", "split"), freqs=(1.5, 2.5, 3.5),
             background="gradient", render_scale=0.4, saturation=0.6, cameras=3, noise=4.0,
-            blur=(0.3, 0.9), cast=0.04, head_scale=0.9, width_scale=1.08,
+            blur=(0.3, 0.8), cast=0.04, head_scale=0.9, width_scale=1.08, occlusion=0.08,
         ),
     ]
 }
@@ -407,7 +422,8 @@ def _background_template(style: DomainStyle, camera: Mapping[str, Any], h: int, 
         bg += 12 * _smooth_noise(rng, h, tw, 4, 6)
     elif kind == "noise":
         base = rng.uniform(150, 220, 3).astype(np.float32)
-        bg = base + 45 * _smooth_noise(rng, h, tw, 6, 8) + 15 * _smooth_noise(rng, h, tw, 16, 20)
+        lum = _smooth_noise(rng, h, tw, 6, 8, 1) * 40 + _smooth_noise(rng, h, tw, 16, 20, 1) * 12
+        bg = base + lum + 12 * _smooth_noise(rng, h, tw, 4, 6)
     elif kind == "bricks":
         base = rng.uniform(90, 160) * (1 + rng.uniform(-0.15, 0.15, 3)).astype(np.float32)
         bh = max(3, h // int(rng.integers(10, 16)))
@@ -634,6 +650,13 @@ def _noise(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     return _NOISE_BANK[start:start + n].reshape(shape)
 
 
+def _hue_matrix(degrees: float) -> np.ndarray:
+    """3x3 RGB matrix rotating hue by ``degrees`` about the grey axis (keeps grey and brightness)."""
+    t = np.deg2rad(degrees)
+    k = np.array([[0, -1, 1], [1, 0, -1], [-1, 1, 0]], np.float32) / np.sqrt(3.0)
+    return (np.cos(t) * np.eye(3) + (1 - np.cos(t)) / 3.0 * np.ones((3, 3)) + np.sin(t) * k).astype(np.float32)
+
+
 def _blur(img: np.ndarray, radius: float) -> np.ndarray:
     """Gaussian-like blur of an (H, W, 3) float image with standard deviation ``radius`` px,
     as repeated separable 3-tap passes (each adds variance 2a, a <= 0.25)."""
@@ -706,6 +729,12 @@ def render_person(
     bot1, bot2 = cv.color(attrs["bottom_color"]), cv.color(attrs["bottom_color2"])
     shoe = cv.color(attrs["shoe_color"])
     bag_c, hat_c = cv.color(attrs["bag_color"]), cv.color(attrs["hat_color"])
+    if style.hue_jitter > 0:  # one random hue rotation for all clothing of this image
+        rot_m = _hue_matrix(rng.uniform(-style.hue_jitter, style.hue_jitter))
+        top1, top2, bot1, bot2, shoe, bag_c, hat_c = (
+            np.clip((rot_m * c).sum(1), 0, 255) for c in (top1, top2, bot1, bot2, shoe, bag_c, hat_c))
+        if style.hair_from_palette:
+            hair = np.clip((rot_m * hair).sum(1), 0, 255)
     top_period = torso_h / float(attrs["top_freq"])
     bot_period = torso_h / float(attrs["bottom_freq"])
     top_pat, bot_pat = attrs["top_pattern"], attrs["bottom_pattern"]
@@ -819,7 +848,7 @@ def render_person(
         img = np.asarray(small.resize((width, height), Image.BILINEAR), dtype=np.float32)
     arr = _blur(img, camera["blur"] * rng.uniform(0.8, 1.2))
     if style.saturation < 1.0:
-        grey = arr @ np.array([0.299, 0.587, 0.114], np.float32)
+        grey = 0.299 * arr[..., 0] + 0.587 * arr[..., 1] + 0.114 * arr[..., 2]  # no BLAS (fork-safe)
         arr = grey[..., None] + (arr - grey[..., None]) * style.saturation
     if camera["noise"] > 0:
         arr = arr + _noise(rng, arr.shape) * camera["noise"]
@@ -930,7 +959,7 @@ def _check_int(label: str, val: Any, lo: int) -> None:
 
 def make_benchmark(
     root: str | os.PathLike,
-    domains: Sequence[str] | None = None,
+    domains: Sequence[str | DomainStyle] | None = None,
     ids_per_domain: int = 100,
     test_ids_per_domain: int = 60,
     images_per_id: int = 12,
@@ -952,12 +981,14 @@ def make_benchmark(
     ``gallery_per_id`` (default ``max(2, images_per_id - 4)``) gallery images spread over the
     cameras (``bounding_box_test``) so that every query has a cross-camera match, plus
     ``distractors`` gallery images of pid 0000.  ``cameras=None`` uses each style's own camera
-    count.  Files are ``PPPP_cCs1_FFFFFF_00.jpg``.
+    count.  ``domains`` holds names from :data:`DOMAIN_STYLES` (default: the 5 seen + 2 unseen)
+    or :class:`DomainStyle` objects (e.g. ``dataclasses.replace(get_style("synth_a"),
+    name="synth_a_easy", occlusion=0.0)``).  Files are ``PPPP_cCs1_FFFFFF_00.jpg``.
 
     Each domain is written to ``root/.<domain>.tmp`` and renamed into place, with a
     ``synthetic.json`` of its parameters; a domain whose json matches is reused unless
-    ``overwrite``.  ``workers`` processes render in parallel (default: up to 4 for large jobs,
-    1 for small ones); the bytes written do not depend on it.
+    ``overwrite``.  ``workers`` forked processes render in parallel (default: up to 4 for jobs of
+    >= 3000 images, else 1; serial where fork is unavailable); the bytes do not depend on it.
     """
     if domains is None:
         names = list(DEFAULT_DOMAINS + DEFAULT_UNSEEN)
@@ -967,9 +998,9 @@ def make_benchmark(
         names = list(domains)
     if not names:
         raise LReIDError("make_benchmark: no domains requested")
-    if len(set(names)) != len(names):
-        raise LReIDError(f"make_benchmark: duplicate domain names in {names}")
     styles = [get_style(n) for n in names]
+    if len({st.name for st in styles}) != len(styles):
+        raise LReIDError(f"make_benchmark: duplicate domain names in {[st.name for st in styles]}")
     _check_int("ids_per_domain", ids_per_domain, 1)
     _check_int("test_ids_per_domain", test_ids_per_domain, 1)
     _check_int("images_per_id", images_per_id, 2)
@@ -994,7 +1025,8 @@ def make_benchmark(
     out: dict[str, Path] = {}
     for style in styles:
         params = {
-            "generator_version": GENERATOR_VERSION, "spec": style.name, "seed": int(seed),
+            "generator_version": GENERATOR_VERSION, "spec": style.name,
+            "style_hash": stable_seed(json.dumps(asdict(style), sort_keys=True)), "seed": int(seed),
             "ids_per_domain": int(ids_per_domain), "test_ids_per_domain": int(test_ids_per_domain),
             "images_per_id": int(images_per_id), "gallery_per_id": int(gallery),
             "cameras": int(cameras) if cameras is not None else style.cameras,
@@ -1032,10 +1064,7 @@ def make_benchmark(
                 (tmp / split).mkdir(parents=True)
         done = [False] * len(todo)
         if workers > 1:
-            try:
-                _render_parallel(todo, sizes, tmps, workers, bar, root, done)
-            except (OSError, ImportError, NotImplementedError, RuntimeError):
-                pass  # no process pool here (sandbox, frozen app, ...): finish serially below
+            _render_parallel(todo, sizes, tmps, workers, bar, root, done)
         for k, (style, params, dseed) in enumerate(todo):
             if done[k]:
                 continue
@@ -1053,26 +1082,42 @@ def make_benchmark(
 
 
 def _render_parallel(todo, sizes, tmps, workers, bar, root: Path, done: list[bool]) -> None:
-    """Render all domains with a pool of spawned processes, in chunks of ~400 images."""
+    """Render all domains with a pool of forked processes, in chunks of ~400 images.
+
+    Uses ``fork`` (no re-import of ``__main__``, so scripts without a main guard are safe); where
+    fork or process pools are unavailable, or a worker dies, it returns and the caller renders
+    what is not done serially.  Errors raised by the rendering itself propagate."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
 
+    if "fork" not in multiprocessing.get_all_start_methods() or multiprocessing.current_process().daemon:
+        return
+    try:
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    except (OSError, ValueError, NotImplementedError, ImportError):
+        return
     chunk = 400
-    left = {}
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {}
-        for k, ((style, params, dseed), n) in enumerate(zip(todo, sizes)):
-            starts = list(range(0, n, chunk))
-            left[k] = len(starts)
-            for s in starts:
-                fut = pool.submit(_render_chunk, str(tmps[k]), style, params, dseed, s, min(n, s + chunk))
-                futures[fut] = k
-        for fut in as_completed(futures):
-            k = futures[fut]
-            count = fut.result()
-            if bar is not None:
-                bar.update(count)
-            left[k] -= 1
-            if left[k] == 0:
-                _finalize(root, todo[k][0], todo[k][1])
-                done[k] = True
+    left: dict[int, int] = {}
+    try:
+        with pool:
+            futures = {}
+            for k, ((style, params, dseed), n) in enumerate(zip(todo, sizes)):
+                starts = list(range(0, n, chunk))
+                left[k] = len(starts)
+                for s in starts:
+                    fut = pool.submit(_render_chunk, str(tmps[k]), style, params, dseed, s, min(n, s + chunk))
+                    futures[fut] = k
+            for fut in as_completed(futures):
+                k = futures[fut]
+                count = fut.result()
+                if bar is not None:
+                    bar.update(count)
+                left[k] -= 1
+                if left[k] == 0:
+                    _finalize(root, todo[k][0], todo[k][1])
+                    done[k] = True
+    except BrokenProcessPool:
+        if bar is not None:  # the serial fallback re-renders the unfinished domains from scratch
+            bar.n = sum(sizes[k] for k in range(len(todo)) if done[k])
+            bar.refresh()
