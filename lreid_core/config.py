@@ -45,6 +45,7 @@ class ModelConfig:
     backbone: str = "resnet50"          # resnet50 | resnet18 | small (CPU profiles)
     pretrained: str = ""                # local path to ImageNet weights ("" -> random init, warned once)
     last_stride: int = 1                # last-stage stride (1 as in the strong ReID baseline)
+    width: int = 16                     # small backbone only: stage widths w, 2w, 4w, 8w
 
 
 @dataclass
@@ -277,6 +278,8 @@ def validate(cfg: Config) -> None:
     for key, (value, valid) in choices.items():
         if value not in valid:
             raise LReIDError(f"{key}={value!r} is not one of {', '.join(valid)}")
+    if cfg.model.width < 4:
+        raise LReIDError(f"model.width must be >= 4, got {cfg.model.width}")
     if cfg.model.pretrained and not Path(cfg.model.pretrained).is_file():
         raise LReIDError(f"model.pretrained weights file not found: {cfg.model.pretrained}")
 

@@ -76,12 +76,12 @@ def _load_imagenet(net: nn.Module, path: str, name: str) -> None:
         raise LReIDError(f"weights file {file} does not fit {name}: {len(missing)} missing, {len(unexpected)} unexpected keys")
 
 
-def build_backbone(name: str, pretrained: str = "", last_stride: int = 1) -> nn.Module:
-    """``resnet50`` (paper), ``resnet18`` or ``small``; the module has ``out_channels``."""
+def build_backbone(name: str, pretrained: str = "", last_stride: int = 1, width: int = 16) -> nn.Module:
+    """``resnet50`` (paper), ``resnet18`` or ``small`` (of stage width ``width``); the module has ``out_channels``."""
     if name == "small":
         if pretrained:
             raise LReIDError(f"backbone 'small' has no ImageNet weights; drop model.pretrained={pretrained}")
-        return SmallResNet(last_stride)
+        return SmallResNet(last_stride, width)
     builders = {"resnet50": resnet50, "resnet18": resnet18}
     if name not in builders:
         raise LReIDError(f"unknown backbone {name!r}; valid: resnet50, resnet18, small")
