@@ -18,9 +18,14 @@ Readings of the seed (it is terse; each choice is documented where it is made):
   same person" (the PK sampler draws an identity's images across its cameras).
 * **First domain step** (one pipeline): Eq. 1 has no consecutive pair, so the term is the constant
   lambda^2 beta^2 n^2 B (zero at the seed's beta = 0) and carries no gradient; it is still reported as ``cov``.
-* **Scale**: with beta = 0 the term is lambda^2 alpha^2 sum_b (sum_d [(P2-P1) - (N2-N1)]_bd)^2, so at the seed's
-  alpha = 1e-9 it is ~1e-12 and its gradient is negligible next to cross-entropy: the protection against
-  forgetting then comes from the frozen heads (notebook 04 shows values and gradients as alpha/lambda vary).
+* **Gradient path**: the frozen pipelines' weights get no gradient, but the term reaches the trunk through
+  them and through the current pipeline's conv blocks (the seed's "restricting gradient flow in the base
+  model"); the FC layers are off its path.
+* **Scale**: with beta = 0 the term is lambda^2 alpha^2 sum_b (sum_d [(P2-P1) - (N2-N1)]_bd)^2, quadratic in
+  alpha and lambda. At the seed's alpha = 1e-9 it is ~1e-15 on the smoke model (it grows with n^2 and the
+  feature scale) and its trunk gradient is ~1e-14 of cross-entropy's: the term barely acts, and what is left
+  of the method is the architecture, frozen per-task heads over a trunk that keeps training (notebook 04
+  shows values and gradients as alpha/lambda vary).
 * **Loss** (Eq. 4): cross-entropy on the current head over the current domain's identities + the covariance
   term. No triplet loss (the seed uses none).
 * **Evaluation**: see :meth:`MultiHeadCovariance.embed`.
@@ -180,19 +185,21 @@ class MultiHeadCovariance(Method):
         self.model.train(self.model.training)       # re-assert eval mode of the frozen heads
 
 
-def covariance_gradients(method: MultiHeadCovariance, x: torch.Tensor, labels: torch.Tensor) -> dict:
-    """The covariance term on one batch and the norm of *its* gradient (alone, without CE) per parameter group.
+def covariance_gradients(method: MultiHeadCovariance, x: torch.Tensor, labels: torch.Tensor,
+                         term: str = "cov") -> dict:
+    """One loss term on one batch and the norm of *its* gradient alone (``term``: ``cov`` or ``ce``) per
+    parameter group.
 
     Returns ``{"cov": float, "ce": float, "groups": [{"group", "trainable", "grad_norm"}, ...]}`` with groups
     ``trunk``, ``head{t}.block1``, ``head{t}.block2``, ``head{t}.fc``. Frozen heads have ``trainable=False``
-    and no gradient (reported as 0); the FC layers are not on the term's path (0 too).
+    and no gradient (reported as 0); parameters off the term's path (e.g. the FCs for ``cov``) report 0.
     """
     terms = method.loss(x, labels)
-    named = [(n, p) for n, p in method.model.named_parameters()]
+    named = list(method.model.named_parameters())
     params = [p for _, p in named if p.requires_grad]
     grads = [None] * len(params)
-    if terms["cov"].requires_grad:
-        grads = list(torch.autograd.grad(terms["cov"], params, allow_unused=True))
+    if terms[term].requires_grad:
+        grads = list(torch.autograd.grad(terms[term], params, allow_unused=True))
     by_param = dict(zip(map(id, params), grads))
     groups: dict[str, dict] = {}
     for name, p in named:
@@ -215,8 +222,9 @@ def seed_two_phase_config(base_cfg: Config | None = None, domain_a: str | None =
     ``base_cfg`` defaults to the ``demo`` profile, the domains to its first two (synthetic) domains; pass real
     dataset names with a ``base_cfg`` whose ``data.root`` holds them. The CLR bounds are the config's
     (1e-3 / 6e-3, the common defaults of the triangular policy, which the seed says it kept); the half cycle is
-    set to 4 epochs' iterations (Smith 2017 suggests 2-10), capped at the config's 2000, so short profiles
-    still see whole cycles. The input is a copy; the result is validated.
+    4 epochs' iterations (Smith 2017 suggests 2-10), capped by the config's value (2000) and by half a phase, so
+    that short profiles still complete at least one whole triangle. The input is a copy; the result is
+    validated.
 
     Example::
 
@@ -234,7 +242,8 @@ def seed_two_phase_config(base_cfg: Config | None = None, domain_a: str | None =
     t = cfg.train
     t.optimizer = "sgd_clr"
     t.p_ids, t.k_imgs = 8, 4
-    t.clr_step_size = max(1, min(t.clr_step_size, 4 * t.iters_per_epoch))
+    total = t.epochs * t.iters_per_epoch                      # iterations per phase
+    t.clr_step_size = max(1, min(t.clr_step_size, 4 * t.iters_per_epoch, total // 2))
     cfg.data.ids_per_domain = max(cfg.data.ids_per_domain, t.p_ids)
     validate(cfg)
     return cfg

@@ -78,7 +78,7 @@ class MultiHeadReID(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.trunk = build_backbone(cfg.backbone, cfg.pretrained, cfg.last_stride)
+        self.trunk = build_backbone(cfg.backbone, cfg.pretrained, cfg.last_stride, cfg.width)
         self.n = self.trunk.out_channels             # n of the seed (2048 for ResNet-50)
         self.heads = nn.ModuleList()
 
@@ -97,6 +97,8 @@ class MultiHeadReID(nn.Module):
         for head in self.heads:
             head.requires_grad_(False)
             head.eval()
+            for p in head.parameters():
+                p.grad = None                # drop the previous step's last gradient
         ref = next(self.trunk.parameters())
         head = Pipeline(self.n, num_classes).to(device=ref.device)
         head.train(self.training)
