@@ -85,3 +85,154 @@ def image_grid(images: torch.Tensor, titles: list[str] | None = None, ncols: int
                 ax.set_title(titles[i], fontsize=7)
     fig.tight_layout()
     return fig
+
+
+# ---- PatchKD: sampled patches and patch relations (notebooks 02 and 03) ------------------------------------
+def branch_colors(k: int) -> list[tuple[float, float, float]]:
+    """K clearly distinct RGB colours in [0, 1], one per sampler branch (tab10, then husl beyond 10)."""
+    return sns.color_palette("tab10" if k <= 10 else "husl", k)
+
+
+def _grid_boxes(masks: torch.Tensor, grid: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+    """(K, h*w) one-hot masks -> (K, 4) pixel boxes (x0, y0, cell_w, cell_h) on an image of ``size`` (H, W)."""
+    from .models.patch import cell_boxes
+
+    return cell_boxes(masks[None].float().cpu(), grid, size)[0].numpy()
+
+
+def overlay_array(image: torch.Tensor, masks: torch.Tensor, grid: tuple[int, int], branches=None,
+                  thickness: int = 2) -> np.ndarray:
+    """The image (3, H, W) uint8 with the chosen grid cell of every shown branch drawn as a rectangle in the
+    branch's colour; returns an (H, W, 3) uint8 array (pure numpy, so it does not depend on the plotting backend).
+
+    ``masks`` is (K, h*w) one-hot; ``grid`` the feature map's (h, w); a cell covers H/h x W/w pixels.
+    ``branches`` lists the branches to draw (default: all).
+    """
+    out = image.permute(1, 2, 0).cpu().numpy().copy()
+    big_h, big_w = out.shape[:2]
+    k = masks.shape[0]
+    colors = (np.asarray(branch_colors(k)) * 255).astype(np.uint8)
+    for r in range(k) if branches is None else branches:
+        x0, y0, cw, ch = _grid_boxes(masks, grid, (big_h, big_w))[r]
+        x0, y0 = int(round(x0)), int(round(y0))
+        x1, y1 = min(big_w, int(round(x0 + cw))), min(big_h, int(round(y0 + ch)))
+        t = max(1, min(thickness, (x1 - x0) // 2, (y1 - y0) // 2))
+        out[y0:y0 + t, x0:x1] = colors[r]
+        out[y1 - t:y1, x0:x1] = colors[r]
+        out[y0:y1, x0:x0 + t] = colors[r]
+        out[y0:y1, x1 - t:x1] = colors[r]
+    return out
+
+
+def patch_overlay(image: torch.Tensor, masks: torch.Tensor, grid: tuple[int, int], ax=None, branches=None,
+                  title: str | None = None, linewidth: float = 2.0):
+    """Figs. 3/7 style: the image with each branch's sampled cell as a coloured rectangle (matplotlib patches)."""
+    from matplotlib.patches import Rectangle
+
+    ax = ax or plt.subplots(figsize=(1.6, 3.0))[1]
+    h_img, w_img = image.shape[1:]
+    ax.imshow(image.permute(1, 2, 0).cpu().numpy())
+    k = masks.shape[0]
+    colors = branch_colors(k)
+    boxes = _grid_boxes(masks, grid, (h_img, w_img))
+    for r in range(k) if branches is None else branches:
+        x0, y0, cw, ch = boxes[r]
+        ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), cw, ch, fill=False, edgecolor=colors[r], linewidth=linewidth,
+                               label=f"branch {r + 1}"))
+    ax.set_xticks([]), ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=8)
+    return ax
+
+
+def score_maps(probs: torch.Tensor, grid: tuple[int, int], axes, masks: torch.Tensor | None = None):
+    """One heatmap per sampler branch of the sampling probabilities softmax(s_r) (Eq. 4) over the h x w grid,
+    the sampled cell outlined in the branch's colour. ``probs`` (R, h*w); ``masks`` (K, h*w) or None."""
+    from matplotlib.patches import Rectangle
+
+    h, w = grid
+    r_maps = probs.shape[0]
+    k = masks.shape[0] if masks is not None else r_maps
+    colors = branch_colors(k)
+    for r, ax in enumerate(np.atleast_1d(axes)):
+        ax.imshow(probs[min(r, r_maps - 1)].view(h, w).float().cpu().numpy(), cmap="magma", vmin=0,
+                  interpolation="nearest")
+        if masks is not None and r < k:
+            cell = int(masks[r].argmax())
+            ax.add_patch(Rectangle((cell % w - 0.5, cell // w - 0.5), 1, 1, fill=False, edgecolor=colors[r],
+                                   linewidth=2.5))
+        ax.set_xticks([]), ax.set_yticks([])
+        ax.set_title(f"branch {r + 1}", fontsize=8, color=colors[r] if r < k else "black")
+    return axes
+
+
+def cell_frequency(masks: torch.Tensor, grid: tuple[int, int]) -> np.ndarray:
+    """How often each grid cell is chosen per branch: (N, K, h*w) one-hot -> (K, h, w) fractions summing to 1."""
+    counts = masks.detach().float().sum(0).cpu().numpy()                  # (K, h*w)
+    return (counts / np.maximum(counts.sum(-1, keepdims=True), 1)).reshape(-1, *grid)
+
+
+def cell_histograms(freqs: dict[str, np.ndarray], vmax: float | None = None):
+    """Rows = checkpoints (e.g. "after step 2"), columns = branches: the chosen-cell frequency on the grid."""
+    names = list(freqs)
+    k, h, w = next(iter(freqs.values())).shape
+    fig, axes = plt.subplots(len(names), k, figsize=(1.4 * k * max(1.0, 2 * w / h) + 0.5, 2.2 * len(names)),
+                             squeeze=False)
+    vmax = vmax or max(float(f.max()) for f in freqs.values())
+    colors = branch_colors(k)
+    for i, name in enumerate(names):
+        for r in range(k):
+            ax = axes[i, r]
+            ax.imshow(freqs[name][r], cmap="Blues", vmin=0, vmax=vmax, interpolation="nearest")
+            if h * w <= 32:
+                for (y, x), v in np.ndenumerate(freqs[name][r]):
+                    ax.text(x, y, f"{v:.2f}", ha="center", va="center", fontsize=6,
+                            color="white" if v > 0.6 * vmax else "black")
+            ax.set_xticks([]), ax.set_yticks([])
+            ax.set_title(f"{name} | branch {r + 1}", fontsize=7, color=colors[r])
+    fig.tight_layout()
+    return fig
+
+
+def patch_distance_matrices(patches: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Euclidean patch distances as in Eq. 12 for (B, K, C) patches: intra-instance (B, K, K) (patches of one
+    image) and inter-instance (K, B, B) (the same branch across images)."""
+    p = patches.detach().float().cpu()
+    return torch.cdist(p, p).numpy(), torch.cdist(p.transpose(0, 1), p.transpose(0, 1)).numpy()
+
+
+def _heatmap(ax, mat: np.ndarray, cmap: str, vmin: float = 0.0, vmax: float | None = None, annotate: bool = False):
+    """A seaborn-coloured heatmap drawn with ``imshow`` (sns.heatmap costs ~1 s per panel on a busy 2-core machine)."""
+    im = ax.imshow(mat, cmap=sns.color_palette(cmap, as_cmap=True), vmin=vmin, vmax=vmax, interpolation="nearest")
+    ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    n, m = mat.shape
+    ax.set_xticks(range(m)), ax.set_yticks(range(n))
+    ax.tick_params(labelsize=6, length=0)
+    if annotate:
+        top = vmax if vmax is not None else float(mat.max())
+        for (y, x), v in np.ndenumerate(mat):
+            ax.text(x, y, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                    color="black" if v > 0.6 * top else "white")
+    return ax
+
+
+def relation_heatmaps(patches: torch.Tensor, old_patches: torch.Tensor, image: int = 0, branch: int = 0,
+                      title: str = "", loss: float | None = None):
+    """Fig. 8 style: intra-instance (K x K, one image) and inter-instance (B x B, one branch) distance heatmaps
+    of the old model, the new model and their absolute difference; ``loss`` (L_PRD) goes into the title."""
+    intra, inter = patch_distance_matrices(patches)
+    intra_o, inter_o = patch_distance_matrices(old_patches)
+    fig, axes = plt.subplots(2, 3, figsize=(10, 6.4))
+    rows = [(intra_o[image], intra[image], f"intra-instance (K x K), image {image}"),
+            (inter_o[branch], inter[branch], f"inter-instance (B x B), branch {branch + 1}")]
+    for i, (old, new, name) in enumerate(rows):
+        vmax = float(max(old.max(), new.max()))
+        diff = np.abs(new - old)
+        for j, (mat, label, cmap, top) in enumerate([(old, "old model f^o", "mako", vmax),
+                                                     (new, "new model f", "mako", vmax),
+                                                     (diff, "|new - old|", "rocket", None)]):
+            _heatmap(axes[i, j], mat, cmap, vmax=top, annotate=mat.shape[0] <= 4)
+            axes[i, j].set_title(f"{name}\n{label}", fontsize=8)
+    fig.suptitle(title + (f"  (L_PRD = {loss:.4f})" if loss is not None else ""), fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -97,9 +97,11 @@ class PatchKD(LwF):
 
     def before_step(self, step: int, num_classes: int) -> None:
         super().before_step(step, num_classes)               # grows phi
+        self.model.head.classifier.to(self.device)           # GrowingClassifier puts a first block on the CPU
         self.build_extra()
         if not self.cfg.method.shared_classifier:
             self.extra["patch_head"].classifier.grow(num_classes)
+            self.extra["patch_head"].to(self.device)
 
     # ---- patches -----------------------------------------------------------------------------------
     def select(self, fmap: torch.Tensor, gumbel: bool = True, tau: float = 1.0,
@@ -116,7 +118,8 @@ class PatchKD(LwF):
         return scores, self.sampler.sample(scores, hard=True, tau=tau, gumbel=gumbel, generator=generator)
 
     def patch_terms(self, fmap: torch.Tensor, old_fmap: torch.Tensor, masks: torch.Tensor | None = None,
-                    generator: torch.Generator | None = None) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+                    generator: torch.Generator | None = None
+                    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """L_sel, L_PLD and L_PRD terms for the new/old feature maps (B, C, h, w), plus the parts used.
 
         ``masks`` (B, K, h*w) overrides the sampler (for visualisation and tests). Returns ``(terms, parts)``;
@@ -173,7 +176,8 @@ class PatchKD(LwF):
 
     @torch.no_grad()
     def inspect(self, x: torch.Tensor, gumbel: bool = False, tau: float = 1.0,
-                generator: torch.Generator | None = None, teacher: nn.Module | None = None) -> dict[str, torch.Tensor]:
+                generator: torch.Generator | None = None, teacher: nn.Module | None = None,
+                masks: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Everything the notebooks draw, without gradients and without touching BN statistics.
 
         Runs the model (and the teacher: ``teacher`` or ``self.old``, when there is one) in eval mode on
@@ -186,7 +190,8 @@ class PatchKD(LwF):
             mod.train(False)
         try:
             fmap = self.model(x)["fmap"]
-            scores, masks = self.select(fmap, gumbel=gumbel, tau=tau, generator=generator)
+            scores, sampled = self.select(fmap, gumbel=gumbel, tau=tau, generator=generator)
+            masks = sampled if masks is None else masks.to(fmap.device)
             res = {"fmap": fmap, "scores": scores, "masks": masks, "patches": pool_patches(fmap, masks),
                    "probs": None if scores is None else F.softmax(scores.float() / tau, dim=-1)}
             teacher = teacher if teacher is not None else self.old
@@ -208,14 +213,26 @@ class PatchKD(LwF):
         return state
 
     def load_state_dict(self, state: dict) -> None:
-        """Grow phi and phi_p to the stored class blocks (and create the sampler), then load the weights."""
+        """Restore from ``state_dict()``: grow phi and phi_p to their stored class blocks (creating the sampler),
+        load the weights, and rebuild the teacher with its own number of class blocks (a state saved inside a
+        step has a teacher with fewer classes than the model)."""
         if state["classes"]:
             self.build_extra()
         for step, n in enumerate(state["classes"]):
             if step >= len(self.class_blocks()):
                 super(LwF, self).before_step(step, n)             # phi only (Method.before_step)
+        self.model.head.classifier.to(self.device)
         if "patch_head" in self.extra:
             grown = self.extra["patch_head"].classifier
             for n in state.get("patch_classes", [])[len(grown.blocks):]:
                 grown.grow(n)
-        super().load_state_dict(state)
+            grown.to(self.device)
+        for key, module in self.modules().items():
+            module.load_state_dict(state[key])
+        self.old = None
+        if state.get("old") is not None:
+            self.freeze_teacher()
+            blocks = self.old.head.classifier.blocks
+            stored = sum(1 for k in state["old"] if k.startswith("head.classifier.blocks."))
+            del blocks[stored:]
+            self.old.load_state_dict(state["old"])

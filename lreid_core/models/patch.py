@@ -22,8 +22,8 @@ from torch import nn
 class PatchSampler(nn.Module):
     """K-branch scorer over the feature-map grid (Sec. 4.2, "sampling with multiple branches").
 
-    The scorer is the paper's two-layer perceptron applied to every cell (a 1x1 conv C -> hidden, BN, ReLU,
-    then a 1x1 conv hidden -> branches); ``hidden`` defaults to 2C (4096 for ResNet-50, as in Sec. 5.2).
+    The scorer is the paper's two-layer perceptron applied to every cell (equivalently a 1x1 conv C -> hidden,
+    BN, ReLU, then a 1x1 conv hidden -> branches); ``hidden`` defaults to 2C (4096 for ResNet-50, as in Sec. 5.2).
     Each branch r gives a score map s_r over the h*w cells, and P(p_r = psi(x)_j) = softmax(s_r)_j (Eq. 4).
 
     ``branches`` defaults to ``k``. ``branches=1`` with ``k > 1`` is the single-branch sampler of Fig. 3a /
@@ -37,16 +37,20 @@ class PatchSampler(nn.Module):
         if self.branches not in (1, k):
             raise ValueError(f"branches must be 1 or k={k}, got {self.branches}")
         hidden = hidden or 2 * in_channels
+        # a 1x1 conv C -> hidden, BN, ReLU, 1x1 conv hidden -> branches, written as an MLP over the h*w cells
+        # (the same function; Linear + BatchNorm1d on (B*h*w, C) costs less host time than cuDNN 1x1 convs)
         self.scorer = nn.Sequential(
-            nn.Conv2d(in_channels, hidden, 1, bias=False),
-            nn.BatchNorm2d(hidden),
+            nn.Linear(in_channels, hidden, bias=False),
+            nn.BatchNorm1d(hidden),
             nn.ReLU(inplace=True),
-            nn.Conv2d(hidden, self.branches, 1),
+            nn.Linear(hidden, self.branches),
         )
 
     def forward(self, fmap: torch.Tensor) -> torch.Tensor:
         """Score logits s of Eq. 4: (B, C, h, w) -> (B, branches, h*w)."""
-        return self.scorer(fmap).flatten(2)
+        b, c, h, w = fmap.shape
+        cells = fmap.permute(0, 2, 3, 1).reshape(b * h * w, c)   # (B*h*w, C), a view for channels_last maps
+        return self.scorer(cells).view(b, h * w, -1).transpose(1, 2)
 
     def sample(self, scores: torch.Tensor, hard: bool = True, tau: float = 1.0, gumbel: bool = True,
                generator: torch.Generator | None = None) -> torch.Tensor:
@@ -78,7 +82,7 @@ def sample_masks(scores: torch.Tensor, k: int, hard: bool = True, tau: float = 1
     s = scores.float()                                           # (B, R, n); softmax/argmax in fp32
     if gumbel:
         s = s + gumbel_noise(s.shape, s.device, generator)
-    soft = F.softmax(s / tau, dim=-1)                            # (B, R, n)
+    soft = F.softmax(s if tau == 1.0 else s / tau, dim=-1)       # (B, R, n)
     if s.shape[1] == k:
         idx = s.argmax(dim=-1, keepdim=True)                     # (B, K, 1)
         hard_mask = torch.zeros_like(soft).scatter_(-1, idx, 1.0)
@@ -105,8 +109,8 @@ def pool_patches(fmap: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     With a one-hot mask this is the feature vector of the chosen cell; as a contraction it is differentiable
     with respect to both the feature map and the mask (the mask gradient is what trains the sampler).
     """
-    flat = fmap.flatten(2)                                       # (B, C, h*w)
-    return torch.einsum("bkn,bcn->bkc", masks.to(flat.dtype), flat)
+    cells = fmap.flatten(2).transpose(1, 2)                      # (B, h*w, C), a view for channels_last maps
+    return torch.bmm(masks.to(cells.dtype), cells)               # (B, K, h*w) @ (B, h*w, C)
 
 
 def mask_cells(masks: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
