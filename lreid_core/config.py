@@ -60,6 +60,7 @@ class TrainConfig:
     clr_base_lr: float = 1e-3           # sgd_clr: lower bound of the triangle
     clr_max_lr: float = 6e-3            # sgd_clr: upper bound of the triangle
     clr_step_size: int = 2000           # sgd_clr: iterations per half cycle
+    batch_size: int = 0                 # 0: P x K; otherwise P is derived as batch_size / K (must divide)
     p_ids: int = 32                     # identities per batch (P)
     k_imgs: int = 4                     # images per identity (K)
     triplet_margin: float = 0.3
@@ -253,6 +254,10 @@ def validate(cfg: Config) -> None:
     for name in ("epochs", "iters_per_epoch", "p_ids", "k_imgs", "eval_batch"):
         if getattr(t, name) <= 0:
             raise LReIDError(f"train.{name} must be positive, got {getattr(t, name)}")
+    if t.batch_size:
+        if t.batch_size < 0 or t.batch_size % t.k_imgs:
+            raise LReIDError(f"train.batch_size={t.batch_size} cannot be split into P x K with K=train.k_imgs={t.k_imgs}")
+        t.p_ids, t.batch_size = t.batch_size // t.k_imgs, 0
     if t.p_ids < 2:
         raise LReIDError(f"train.p_ids must be >= 2 for the triplet loss, got {t.p_ids}")
     if not (t.lr > 0 and math.isfinite(t.lr)):
@@ -278,6 +283,11 @@ def validate(cfg: Config) -> None:
     for key, (value, valid) in choices.items():
         if value not in valid:
             raise LReIDError(f"{key}={value!r} is not one of {', '.join(valid)}")
+    if t.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise LReIDError(f"train.device={t.device!r} but no CUDA device is available")
     if cfg.model.width < 4:
         raise LReIDError(f"model.width must be >= 4, got {cfg.model.width}")
     if cfg.model.pretrained and not Path(cfg.model.pretrained).is_file():

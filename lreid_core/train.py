@@ -4,7 +4,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import math
 import time
 from pathlib import Path
 
@@ -78,13 +77,8 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.progress = progress
         self.result = RunResult(self.method.name, bench.order, [u.domain for u in bench.unseen])
+        self.tensorboard = tensorboard
         self.writer = None
-        if self.run_dir is not None:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, self.run_dir / "config.yaml")
-            if tensorboard:
-                from torch.utils.tensorboard import SummaryWriter
-                self.writer = SummaryWriter(str(self.run_dir / "tb"))
         self.amp = self.device.type == "cuda" and cfg.train.amp
         self.global_iter = 0
         self.pending: dict | None = None      # a mid-step checkpoint to continue from (see resume())
@@ -94,6 +88,27 @@ class Trainer:
             self.method.model.compile()
 
     # ---- data --------------------------------------------------------------------------------------
+    def preload(self) -> None:
+        """Decode every training and test image and check every step's PK batches before anything is written,
+        so a corrupt image or an unusable split fails with nothing on disk."""
+        d, t = self.cfg.data, self.cfg.train
+        for ts in self.steps():
+            load_images([r.path for r in ts.records], d.height, d.width, desc=f"decode {ts.domain}")
+            PKSampler(ts.labels, t.p_ids, t.k_imgs, where=ts.domain)
+        for ts in self.bench.seen + self.bench.unseen:
+            for part, records in (("query", ts.query), ("gallery", ts.gallery)):
+                load_images([r.path for r in records], d.height, d.width, desc=f"decode {ts.domain} {part}")
+
+    def open_run_dir(self) -> None:
+        """Create the run directory with its resolved config and TensorBoard writer (after preload)."""
+        if self.run_dir is None:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(self.cfg, self.run_dir / "config.yaml")
+        if self.tensorboard and self.writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(str(self.run_dir / "tb"))
+
     def images(self, records, desc: str) -> torch.Tensor:
         d = self.cfg.data
         cpu = load_images([r.path for r in records], d.height, d.width, desc=desc)
@@ -110,6 +125,8 @@ class Trainer:
     def fit(self) -> RunResult:
         """Train every (remaining) step; a resumed Trainer skips the steps its checkpoint already finished."""
         start = time.perf_counter() - self.result.wall_s
+        self.preload()
+        self.open_run_dir()
         for step, ts in enumerate(self.steps()):
             if step < len(self.result.steps):
                 continue
@@ -149,6 +166,7 @@ class Trainer:
             first = resume["iter"]
         self.method.train(True)
         running: dict[str, torch.Tensor] = {}
+        bad_at = torch.full((), -1, dtype=torch.long, device=self.device)   # first non-finite iteration, no sync
         bar = tqdm(range(first, total), desc=f"{self.method.name} step {step + 1}/{len(self.steps())} {ts.domain}",
                    disable=not self.progress, leave=False, mininterval=0.5, initial=first, total=total)
         for it in bar:
@@ -159,6 +177,7 @@ class Trainer:
             with self.autocast():
                 terms = self.method.loss(x, labels[idx.to(self.device)])
             loss = sum(terms.values())
+            bad_at = torch.where((bad_at < 0) & ~torch.isfinite(loss.detach()), it + 1, bad_at)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -167,25 +186,29 @@ class Trainer:
             for k, v in terms.items():
                 running[k] = running.get(k, 0) + v.detach()
             if (it + 1) % LOG_EVERY == 0 or it + 1 == total:
+                self.check_finite(step, bad_at, running)
                 self.log(step, it, running, (it % LOG_EVERY) + 1, sched.get_last_lr()[0], bar)
                 running = {}
             if t.ckpt_every and (it + 1) % t.ckpt_every == 0 and it + 1 < total:
-                if not torch.isfinite(loss):
-                    raise LReIDError(f"loss became non-finite at step {step + 1}, iteration {it + 1}; "
-                                     f"kept the last good checkpoint")
+                self.check_finite(step, bad_at, running)
                 self.checkpoint({"step": step, "iter": it + 1, "optimizer": opt.state_dict(),
                                  "scheduler": sched.state_dict(), "sampler": sampler.state_dict(),
                                  "generator": gen.get_state()})
         self.method.after_step(step)
 
+    def check_finite(self, step: int, bad_at: torch.Tensor, running: dict[str, torch.Tensor]) -> None:
+        """Stop on the first non-finite loss (one host sync, only at log/checkpoint time); nothing is saved after it."""
+        it = int(bad_at)
+        if it >= 0:
+            terms = ", ".join(k for k, v in running.items() if not torch.isfinite(v)) or "loss"
+            last = self.run_dir / "checkpoints" / "last.pt" if self.run_dir is not None else "none (no run directory)"
+            raise LReIDError(f"loss became non-finite ({terms}) at step {step + 1}, iteration {it}; "
+                             f"training stopped, last good checkpoint: {last}")
+
     def log(self, step: int, it: int, running: dict[str, torch.Tensor], n: int, lr: float, bar) -> None:
-        """Read the averaged loss terms (one host sync per LOG_EVERY iterations), stop on NaN."""
+        """Write the averaged loss terms (one host sync per LOG_EVERY iterations) to the bar and TensorBoard."""
         values = {k: float(v) / n for k, v in running.items()}
         total = sum(values.values())
-        if not math.isfinite(total):
-            bad = ", ".join(k for k, v in values.items() if not math.isfinite(v))
-            raise LReIDError(f"loss became non-finite ({bad}) at step {step + 1}, iteration {it + 1}; "
-                             f"the last good checkpoint is the previous step's")
         bar.set_postfix(loss=f"{total:.3f}", refresh=False)
         if self.writer is not None:
             for k, v in values.items():

@@ -13,11 +13,15 @@ class PKSampler:
     state so a resumed run draws the same batches.
     """
 
-    def __init__(self, labels: torch.Tensor | list[int], p: int, k: int, seed: int = 0):
+    def __init__(self, labels: torch.Tensor | list[int], p: int, k: int, seed: int = 0, where: str = "training set"):
         labels = torch.as_tensor(labels)
         ids, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
         if len(ids) < p:
-            raise LReIDError(f"a batch needs P={p} identities but the training set has only {len(ids)}")
+            raise LReIDError(f"a batch needs P={p} identities but the {where} has only {len(ids)}")
+        if k > 1 and int(counts.min()) < 2:
+            lonely = int(ids[counts.argmin()])
+            raise LReIDError(f"identity (label {lonely}) of the {where} has 1 image; PK batches of K={k} need >= 2 "
+                             f"per identity (ids with 2..K-1 images are sampled with replacement)")
         self.p, self.k, self.num_ids = p, k, len(ids)
         self.counts = counts
         order = torch.argsort(inverse, stable=True)

@@ -70,10 +70,14 @@ def _load_imagenet(net: nn.Module, path: str, name: str) -> None:
         raise LReIDError(f"could not read weights file {file}: {type(exc).__name__}") from None
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    missing, unexpected = net.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.startswith("fc.")]
-    if missing or unexpected:
-        raise LReIDError(f"weights file {file} does not fit {name}: {len(missing)} missing, {len(unexpected)} unexpected keys")
+    own = net.state_dict()
+    missing = [k for k in own if k not in state and not k.startswith("fc.")]
+    unexpected = [k for k in state if k not in own]
+    wrong = [k for k in state if k in own and state[k].shape != own[k].shape]
+    if missing or unexpected or wrong:
+        raise LReIDError(f"weights file {file} does not fit {name}: {len(missing)} missing, {len(unexpected)} "
+                         f"unexpected, {len(wrong)} wrongly shaped tensors")
+    net.load_state_dict(state, strict=False)
 
 
 def build_backbone(name: str, pretrained: str = "", last_stride: int = 1, width: int = 16) -> nn.Module:
