@@ -6,4 +6,5 @@ import os
 import tempfile
 
 os.environ.setdefault("LREID_PROFILE", "smoke")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # idle OpenMP threads sleep instead of spinning on 2 cores
 os.environ.setdefault("LREID_CACHE", tempfile.mkdtemp(prefix="lreid-test-cache-"))

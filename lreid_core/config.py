@@ -92,6 +92,7 @@ class MethodConfig:
     shared_classifier: bool = False     # ablation: phi_p = phi
     relation: str = "distance"          # distance (Eq. 12-13) | fc (all relations at once)
     random_patches: bool = False        # sanity baseline: uniform random patch locations, no learned sampler
+    single_branch: bool = False         # ablation "w/o multi-branch" (Table 3): one score map sampled K times
     relation_norm: str = "set_size"     # set_size (paper) | mean_distance (official code, RKD style)
     conf_as_kd: bool = False            # official code: L_conf as KD of old patch logits with themselves
     div_on_bn: bool = False             # official code: L_div on BN-normalised patch features

@@ -69,13 +69,16 @@ def _pairwise(x: torch.Tensor) -> torch.Tensor:
 
 
 def _relation_term(d: torch.Tensor, d_old: torch.Tensor, keep: torch.Tensor, delta: float, norm: str) -> torch.Tensor:
-    """Huber loss over the distance pairs selected by ``keep``, divided by the set size (Eq. 13)."""
-    d, d_old = d[keep], d_old[keep]
-    if d.numel() == 0:
-        return d.sum()
+    """Huber loss over the distance pairs selected by ``keep``, divided by the set size (Eq. 13).
+
+    Masked sums instead of boolean indexing: no host synchronisation in the training step.
+    """
+    keep = keep.to(d.dtype)
+    n = keep.sum().clamp_min(1)
     if norm == "mean_distance":  # official-code variant (RKD style): each distance set divided by its mean
-        d, d_old = d / d.mean().clamp_min(1e-12), d_old / d_old.mean().clamp_min(1e-12)
-    return F.huber_loss(d, d_old, reduction="sum", delta=delta) / d.numel()
+        d = d / ((d * keep).sum() / n).clamp_min(1e-12)
+        d_old = d_old / ((d_old * keep).sum() / n).clamp_min(1e-12)
+    return (F.huber_loss(d, d_old, reduction="none", delta=delta) * keep).sum() / n
 
 
 def patch_relation_loss(patches: torch.Tensor, old_patches: torch.Tensor, delta: float = 1.0,

@@ -65,6 +65,7 @@ class Method:
     def state_dict(self) -> dict:
         state = {k: m.state_dict() for k, m in self.modules().items()}
         state["old"] = self.old.state_dict() if self.old is not None else None
+        state["old_blocks"] = len(self.old.head.classifier.blocks) if self.old is not None else 0
         state["classes"] = self.class_blocks()
         return state
 
@@ -80,4 +81,5 @@ class Method:
             m.load_state_dict(state[k])
         if state.get("old") is not None:
             self.freeze_teacher()
+            del self.old.head.classifier.blocks[state["old_blocks"]:]   # mid-step: the teacher knows fewer classes
             self.old.load_state_dict(state["old"])

@@ -32,9 +32,8 @@ switch                       paper reference                       effect / offi
 ===========================  ====================================  ===========================================
 ``k`` (3)                    K, Sec. 4.2 / Fig. 6a                 patches per image = sampler branches;
                                                                    ``k=1``: a single patch per image
-``single_branch`` (absent)   Table 3 "w/o multi-branch", Fig. 3a   one score map, K cells drawn without
-                                                                   replacement (Gumbel top-k); read with
-                                                                   getattr, proposed config field
+``single_branch`` (False)    Table 3 "w/o multi-branch", Fig. 3a   one score map, K cells drawn without
+                                                                   replacement (Gumbel top-k)
 ``gamma1`` / ``use_div``     Eqs. 9-10, Table 3 "w/o L_div"        weight of L_div / drop L_div
 ``use_conf``                 Eq. 8, Table 3 "w/o L_conf"           drop L_conf
 ``gamma2``                   Eq. 11, 14                            weight of L_PLD
@@ -90,7 +89,7 @@ class PatchKD(LwF):
         """Create the sampler and phi_p (once) with the backbone's feature channels."""
         m, c = self.cfg.method, self.model.feat_dim
         if not m.random_patches and "sampler" not in self.extra:
-            branches = 1 if getattr(m, "single_branch", False) else m.k
+            branches = 1 if m.single_branch else m.k
             self.extra["sampler"] = PatchSampler(c, m.k, m.scorer_hidden, branches).to(self.device)
         if not m.shared_classifier and "patch_head" not in self.extra:
             self.extra["patch_head"] = BNNeckHead(c).to(self.device)

@@ -12,6 +12,7 @@ class GrowingClassifier(nn.Module):
         super().__init__()
         self.in_dim = in_dim
         self.blocks = nn.ModuleList()
+        self.register_buffer("anchor", torch.empty(0), persistent=False)   # follows .to(): where new blocks go
 
     @property
     def num_classes(self) -> int:
@@ -19,10 +20,9 @@ class GrowingClassifier(nn.Module):
 
     def grow(self, n: int) -> None:
         """Append ``n`` new classes (on the device of the existing weights)."""
-        ref = next(self.parameters(), None)
-        block = nn.Linear(self.in_dim, n, bias=False)
+        block = nn.Linear(self.in_dim, n, bias=False, device=self.anchor.device)
         nn.init.normal_(block.weight, std=0.001)
-        self.blocks.append(block.to(ref.device) if ref is not None else block)
+        self.blocks.append(block)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C) -> (B, num_classes)
         return torch.cat([b(x) for b in self.blocks], dim=1)
