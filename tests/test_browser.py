@@ -1,0 +1,244 @@
+"""Notebooks as researchers use them: JupyterLab in headless Chromium, widgets driven like a person would.
+
+nbval proves that every cell runs; this proves that the widgets work in JupyterLab. One JupyterLab server
+(localhost, random token, free port, the python3 kernel of this interpreter, ``LREID_PROFILE=smoke`` and a
+temporary ``LREID_CACHE`` inherited by the kernels) serves a temporary copy of the notebooks; Playwright drives
+the system Chromium (``/usr/bin/chromium``). For each notebook the test opens it, runs all cells from the Run
+menu, waits until every code cell has an execution count and the kernel is idle, then acts as a person:
+
+* ``02_patch_sampler``: focuses the explorer's "image" slider handle and presses ArrowRight, then clicks the
+  last "branch K" toggle; after each, the explorer's figure (the <img> in its output widget) must change.
+* ``05_full_order_runs``: clicks one method in the "methods" list, picks the reversed order in the "order"
+  dropdown, clicks Run; the output area must show a new "Table 2 report" for exactly that selection.
+
+No cell may show a traceback. Screenshots after the interaction go to ``tests/_artifacts/browser/``
+(``$LREID_BROWSER_ARTIFACTS`` overrides; the paths are printed), with the JupyterLab log beside them. Every
+wait is bounded by one budget (``$LREID_BROWSER_TIMEOUT`` seconds, default 600), and the server, its kernels
+and the browser are shut down on every path. Where Chromium or Playwright is missing the test fails (it never
+skips): ``.ci/run`` installs them.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from browser_util import Browser, Deadline, JupyterLab, error_texts, open_notebook, prompts, run_all_cells, \
+    settled_img, wait_all_executed, wait_until
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+PATCH_NB, RUNS_NB = "02_patch_sampler.ipynb", "05_full_order_runs.ipynb"
+DEFAULT_ARTIFACTS = ROOT / "tests" / "_artifacts" / "browser"
+ARTIFACTS = Path(os.environ.get("LREID_BROWSER_ARTIFACTS", DEFAULT_ARTIFACTS))
+BUDGET_S = float(os.environ.get("LREID_BROWSER_TIMEOUT", "600"))   # the whole module, server start to shutdown
+WIDGET_S = 90                                                        # one widget change -> new figure
+
+
+def n_cells(name: str) -> int:
+    return len(json.loads((NOTEBOOKS / name).read_text())["cells"])
+
+
+def shot(target, name: str) -> Path:
+    """Screenshot of a page or an element into the artifacts folder; the path is printed for the reviewer."""
+    path = ARTIFACTS / name
+    target.screenshot(path=str(path))
+    print(f"screenshot: {path}")
+    return path
+
+
+# ---- fixtures: one budget, one server, one browser for the module --------------------------------------
+@pytest.fixture(scope="module")
+def deadline() -> Deadline:
+    return Deadline(BUDGET_S)
+
+
+@pytest.fixture(scope="module")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    if ARTIFACTS == DEFAULT_ARTIFACTS:          # keep run outputs out of git without touching the repo's files
+        ignore = DEFAULT_ARTIFACTS.parent / ".gitignore"
+        if not ignore.exists():
+            ignore.write_text("# written by tests/test_browser.py: screenshots and logs of the last run\n*\n")
+    for old in ARTIFACTS.glob("*.png"):         # only this run's screenshots
+        old.unlink()
+    return ARTIFACTS
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, deadline, artifacts):
+    work = tmp_path_factory.mktemp("jupyterlab")
+    cache = work / "lreid-cache"
+    cache.mkdir()
+    env = dict(os.environ, LREID_PROFILE="smoke", LREID_CACHE=str(cache))
+    server = JupyterLab([NOTEBOOKS / PATCH_NB, NOTEBOOKS / RUNS_NB], work / "lab", env,
+                        log_path=artifacts / "jupyterlab.log")
+    try:
+        server.start(timeout=deadline.cap(120))
+        print(f"JupyterLab {server.base} serving a copy of the notebooks in {server.root}")
+        spec = server.api("/api/kernelspecs")["kernelspecs"]["python3"]["spec"]
+        assert spec["argv"][0] in ("python", "python3", sys.executable), \
+            f"the python3 kernel would not run this interpreter ({sys.executable}): {spec['argv']}"
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory, deadline):
+    chromium = Browser(tmp_path_factory.mktemp("chromium-profile"))
+    try:
+        problem = None
+        try:
+            context = chromium.start(timeout=deadline.cap(90))
+        except RuntimeError as exc:
+            problem = str(exc)
+        if problem:                              # a failure, never a skip: CI must have a browser
+            pytest.fail(f"headless Chromium could not be started for the browser test: {problem}", pytrace=False)
+        context.set_default_timeout(30_000)
+        yield context
+    finally:
+        chromium.stop()
+
+
+@pytest.fixture
+def page(browser, request):
+    page = browser.new_page()
+    failures = request.session.testsfailed
+    try:
+        yield page
+    finally:
+        if request.session.testsfailed > failures:      # the call failed: keep a picture of what went wrong
+            try:
+                shot(page, f"{request.node.name}-FAILED.png")
+            except Exception:                           # noqa: BLE001 - the browser may be gone
+                pass
+        page.close()
+
+
+def open_and_run_all(page, lab, name: str, deadline: Deadline) -> None:
+    if deadline.left() <= 1:
+        pytest.fail(f"{name}: the browser test's {BUDGET_S:.0f} s budget ($LREID_BROWSER_TIMEOUT) is spent",
+                    pytrace=False)
+    t0 = time.monotonic()
+    open_notebook(page, lab, name, n_cells(name), deadline)
+    page.keyboard.press("Control+b")             # hide the file browser: more room for the notebook
+    run_all_cells(page)
+    done = wait_all_executed(page, lab, name, timeout=deadline.cap(deadline.left()))
+    print(f"{name}: ran all {len(done)} code cells in {time.monotonic() - t0:.0f} s")
+
+
+def scroll_to_top(locator) -> None:
+    """Scroll the notebook so that ``locator`` starts at the top of the visible area (for screenshots)."""
+    locator.evaluate("e => e.scrollIntoView({block: 'start'})")
+    time.sleep(0.3)
+
+
+def assert_no_errors(page, name: str) -> None:
+    errors = error_texts(page)
+    assert not errors, f"{name}: an output shows an error:\n{errors[0][-3000:]}"
+
+
+# ---- the tests -------------------------------------------------------------------------------------------
+def test_patch_sampler_widgets_respond(browser, lab, page, deadline, artifacts):
+    open_and_run_all(page, lab, PATCH_NB, deadline)
+    assert_no_errors(page, PATCH_NB)
+    cache = Path(lab.env["LREID_CACHE"])
+    assert any(cache.iterdir()), f"the kernel did not use LREID_CACHE={cache} (the benchmark is not there)"
+
+    label = lambda text: page.locator(".widget-label", has_text=re.compile(rf"^{re.escape(text)}$"))  # noqa: E731
+    slider = page.locator(".widget-hslider", has=label("image"))
+    assert slider.count() == 1, "02: the explorer's 'image' slider is not rendered (widgets did not load?)"
+    cell = page.locator(".jp-CodeCell", has=slider)
+    figure = cell.locator(".widget-output")
+    handle = slider.locator('[role="slider"]')
+    readout = slider.locator(".widget-readout")
+    before = settled_img(figure, lab, PATCH_NB, deadline.cap(WIDGET_S))   # outputs of "Run All" all rendered
+    assert before.startswith("data:image/png"), "02: the explorer shows no figure after running all cells"
+    scroll_to_top(cell.locator(".jp-OutputArea").first)
+    shot(cell.locator(".jp-OutputArea").first, "02_patch_sampler_explorer_before.png")
+
+    # 1. the image slider, from the keyboard: focus the handle, ArrowRight -> the next identity
+    before_value = readout.inner_text().strip()
+    handle.focus()
+    handle.press("ArrowRight")
+    wait_until(lambda: readout.inner_text().strip() == str(int(before_value) + 1), deadline.cap(10),
+               f"02: slider readout {before_value} -> {int(before_value) + 1}", interval=0.2)
+    after_slider = settled_img(figure, lab, PATCH_NB, deadline.cap(WIDGET_S), differs_from=before)
+
+    # 2. a branch toggle, with the mouse: hide the last branch -> its rectangle leaves the overlay. The last one,
+    #    because rectangles are drawn in branch order: an earlier branch that picked the same cell as a later
+    #    one is hidden under it, and switching it off changes no pixel (it happens in the smoke run).
+    toggle = cell.locator("button.widget-toggle-button", has_text=re.compile(r"^branch \d+$")).last
+    name = toggle.inner_text().strip()
+    assert "mod-active" in (toggle.get_attribute("class") or ""), f"02: {name} should start shown"
+    toggle.click()
+    wait_until(lambda: "mod-active" not in (toggle.get_attribute("class") or ""), deadline.cap(10),
+               f"02: the {name} toggle to switch off", interval=0.2)
+    settled_img(figure, lab, PATCH_NB, deadline.cap(WIDGET_S), differs_from=after_slider)
+
+    assert_no_errors(page, PATCH_NB)
+    assert all(re.fullmatch(r"\[\d+\]:", p) for p in prompts(page))
+    scroll_to_top(cell)
+    shot(page, "02_patch_sampler.png")
+    shot(cell.locator(".jp-OutputArea").first, "02_patch_sampler_explorer.png")
+
+
+def test_full_order_runs_run_button_shows_table2(browser, lab, page, deadline, artifacts):
+    open_and_run_all(page, lab, RUNS_NB, deadline)
+    assert_no_errors(page, RUNS_NB)
+
+    run_button = page.locator("button.lreid-run")
+    assert run_button.count() == 1, "05: the Run button (class lreid-run) is not rendered (widgets did not load?)"
+    explorer = page.locator(".jp-CodeCell", has=run_button)
+    output, status = explorer.locator(".lreid-output"), explorer.locator(".lreid-status")
+    table = output.locator("table.lreid-table2")
+    methods = explorer.locator(".widget-select-multiple select")
+    order = explorer.locator(".widget-dropdown", has=page.locator(".widget-label", has_text=re.compile("^order$")))
+    methods.scroll_into_view_if_needed()
+    before_order = table.first.get_attribute("data-order") if table.count() else None
+
+    # pick one method with a plain click (deselects the others) and the reversed order from the dropdown
+    methods.locator("option", has_text=re.compile(r"^\s*finetune\s*$")).click()
+    wait_until(lambda: methods.evaluate("s => [...s.selectedOptions].map(o => o.value)") == ["finetune"],
+               deadline.cap(10), "05: only finetune selected", interval=0.2)
+    reversed_label = order.locator("option", has_text=re.compile(r"^reversed")).first.inner_text()
+    order.locator("select").select_option(label=reversed_label)
+    expected_order = "-".join(d.strip() for d in reversed_label.split(":", 1)[1].split("→"))  # its folder label
+    status_before = status.inner_text()
+
+    run_button.click()
+    wait_until(lambda: status.inner_text() != status_before, deadline.cap(30), "05: Run to report progress")
+    idle_polls = 0
+
+    def run_finished():                          # "trained ..." or "error: ..."; a handler that died leaves
+        nonlocal idle_polls                      # "training ..." with an idle kernel (traceback in the log console)
+        text = status.inner_text()
+        if text.startswith(("trained", "error")):
+            return text
+        idle_polls = idle_polls + 1 if lab.kernel_state(RUNS_NB) == "idle" else 0
+        assert idle_polls < 5, f"05: the kernel is idle but Run never finished; status: {text!r}"
+        return None
+
+    wait_until(run_finished, deadline.cap(300), "05: the run started by the Run button to finish", interval=1.0)
+    assert status.inner_text().startswith("trained finetune"), f"05: Run reported: {status.inner_text()}"
+    wait_until(lambda: table.count() == 1 and table.get_attribute("data-order") != before_order,
+               deadline.cap(30), "05: a new Table 2 in the output area", interval=0.5)
+
+    assert "Table 2 report" in output.inner_text()
+    if len(expected_order) <= 60:               # longer labels are shortened by the report
+        assert table.get_attribute("data-order") == expected_order, (table.get_attribute("data-order"),
+                                                                     reversed_label)
+    rows = [r.strip() for r in table.locator("tbody tr td:first-child").all_inner_texts()]
+    assert rows == ["finetune"], f"05: Table 2 rows after Run: {rows}"
+    assert output.locator("img").count() >= 1, "05: the report shows no figures"
+    assert_no_errors(page, RUNS_NB)
+    scroll_to_top(explorer.locator(".jp-OutputArea").first)
+    shot(page, "05_full_order_runs.png")                    # the controls as clicked, the status, Table 2
+    scroll_to_top(output)
+    shot(page, "05_full_order_runs_report.png")             # the report: Table 2 and its figures
