@@ -134,9 +134,9 @@ def profile(name: str) -> Config:
         return Config(
             profile="demo",
             data=DataConfig(order=list(DEFAULT_DOMAINS), unseen=list(DEFAULT_UNSEEN), height=64, width=32,
-                            synthetic=True, ids_per_domain=500),
+                            synthetic=True, ids_per_domain=500, synth_test_ids=40),
             model=ModelConfig(backbone="small", last_stride=1),
-            train=TrainConfig(epochs=6, iters_per_epoch=20, milestones=[4, 5], lr=1e-3, p_ids=16, k_imgs=4,
+            train=TrainConfig(epochs=6, iters_per_epoch=20, milestones=[4, 5], lr=1e-3, p_ids=8, k_imgs=4,
                               eval_batch=512),
         )
     if name == "smoke":
