@@ -20,6 +20,7 @@ def evolution_curves(results: list[RunResult], domain: str | None = None, metric
         xs = np.arange(1, len(ys) + 1) if len(ys) > 1 else [len(r.order)]
         ax.plot(xs, ys, marker="o", label=r.method)
     ax.set_xlabel("training step")
+    ax.set_xticks(range(1, max(len(r.steps) for r in results) + 1))
     ax.set_ylabel(f"{metric} (%) on {domain or results[0].order[0]}")
     ax.set_title(f"Evolution on {domain or results[0].order[0]}")
     ax.legend(fontsize=8)
