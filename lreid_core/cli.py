@@ -60,23 +60,42 @@ def cmd_demo(args) -> None:
           f"figures: {', '.join(str(p) for p in figures[:2])}")
 
 
+def _run_overrides(args) -> dict:
+    """``--set`` overrides plus the ``--method``, ``--order`` and ``--data-root`` shortcuts (run, sweep)."""
+    from .config import parse_overrides
+    from .data.benchmark import resolve_order
+
+    overrides = parse_overrides(args.set)
+    if args.method:
+        overrides.setdefault("method", {})["name"] = args.method
+    if args.order:
+        overrides.setdefault("data", {})["order"] = resolve_order(args.order)
+    if args.data_root:
+        overrides.setdefault("data", {})["root"] = args.data_root
+    return overrides
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by ``run`` and ``sweep``."""
+    parser.add_argument("--method", default=None)
+    parser.add_argument("--config", default=None, help="YAML config file")
+    parser.add_argument("--profile", default=None, help="smoke | demo | paper (default: the config's, else paper)")
+    parser.add_argument("--order", default=None, help="order1 | order2 | comma list of dataset names")
+    parser.add_argument("--data-root", default=None, help="folder holding the datasets")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def cmd_run(args) -> None:
-    from .config import load_config, parse_overrides
-    from .data.benchmark import build_benchmark, resolve_order
+    from .config import load_config
+    from .data.benchmark import build_benchmark
     from .results import format_table
     from .train import Trainer
 
     if args.resume:
         cfg, out = _resumable(Path(args.resume))
     else:
-        overrides = parse_overrides(args.set)
-        if args.method:
-            overrides.setdefault("method", {})["name"] = args.method
-        if args.order:
-            overrides.setdefault("data", {})["order"] = resolve_order(args.order)
-        if args.data_root:
-            overrides.setdefault("data", {})["root"] = args.data_root
-        cfg = load_config(args.config, profile_name=args.profile, overrides=overrides)
+        cfg = load_config(args.config, profile_name=args.profile, overrides=_run_overrides(args))
         out = Path(args.out) if args.out else Path(cfg.out_dir) / f"{cfg.profile}-{cfg.method.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         if (out / "config.yaml").exists():
             raise LReIDError(f"run directory already holds a run: {out} (choose another --out, or --resume it)")
@@ -132,17 +151,9 @@ def cmd_report(args) -> None:
 
 
 def cmd_sweep(args) -> None:
-    from .config import parse_overrides
-    from .data.benchmark import resolve_order
     from .sweep import run_sweep, write_sweep_outputs
 
-    overrides = parse_overrides(args.set)
-    if args.method:
-        overrides.setdefault("method", {})["name"] = args.method
-    if args.order:
-        overrides.setdefault("data", {})["order"] = resolve_order(args.order)
-    if args.data_root:
-        overrides.setdefault("data", {})["root"] = args.data_root
+    overrides = _run_overrides(args)
     out = Path(args.out) if args.out else Path("runs") / f"sweep-{args.key}"
     cells = run_sweep(args.key, args.values, out, overrides, config=args.config, profile=args.profile,
                       progress=not args.quiet, log=lambda line: print(line, flush=True))
@@ -162,15 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_demo)
 
     r = sub.add_parser("run", help="one method over one domain order (real data or synthetic)")
-    r.add_argument("--config", default=None, help="YAML config file")
-    r.add_argument("--profile", default=None, help="smoke | demo | paper (default: the config's, else paper)")
-    r.add_argument("--method", default=None)
-    r.add_argument("--order", default=None, help="order1 | order2 | comma list of dataset names")
-    r.add_argument("--data-root", default=None, help="folder holding the datasets")
+    _add_run_options(r)
     r.add_argument("--out", default=None, help="run directory (default runs/<profile>-<method>-<time>)")
-    r.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
     r.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run where it stopped")
-    r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.set_defaults(func=cmd_run)
 
     s = sub.add_parser("synth", help="write the synthetic benchmark in Market-1501 layout")
@@ -200,14 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw = sub.add_parser("sweep", help="grid over one config key (Fig. 6); resumable, one run dir per value")
     sw.add_argument("--key", required=True, help="config key, e.g. method.gamma3")
     sw.add_argument("--values", required=True, help="comma list, e.g. 0,1,10,100")
-    sw.add_argument("--method", default=None)
-    sw.add_argument("--config", default=None, help="YAML config file")
-    sw.add_argument("--profile", default=None, help="smoke | demo | paper (default: the config's, else paper)")
-    sw.add_argument("--order", default=None, help="order1 | order2 | comma list of dataset names")
-    sw.add_argument("--data-root", default=None, help="folder holding the datasets")
+    _add_run_options(sw)
     sw.add_argument("--out", default=None, help="sweep folder (default runs/sweep-<key>); cells are OUT/<key>=<value>")
-    sw.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides for every cell")
-    sw.add_argument("--quiet", action="store_true", help="no progress bars")
     sw.set_defaults(func=cmd_sweep)
     return p
 
