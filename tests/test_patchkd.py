@@ -16,14 +16,7 @@ from lreid_core.train import Trainer
 CLASSES = 6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tensors are tiny: one intra-op thread is as fast, and avoids OpenMP spin-wait stalls that make
-    2-thread runs many times slower when the 2-core machine is shared with other jobs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")   # fixture in tests/conftest.py
 
 
 def make(**method) -> PatchKD:

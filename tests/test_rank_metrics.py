@@ -16,15 +16,7 @@ from lreid_core.evaluate import (
 TOL = 1e-6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # The cases here are small; on a busy 2-core machine intra-op threading
-    # only adds synchronisation stalls.  Results do not depend on the thread
-    # count.  Restore the setting for other test modules.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # fixture in tests/conftest.py
 
 
 def assert_same(a: dict, b: dict) -> None:

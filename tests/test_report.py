@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from lreid_core.cli import main
 from lreid_core.config import ORDERS, load_config, save_config
@@ -20,13 +19,7 @@ UNSEEN = ["synth_u1", "synth_u2"]
 TINY = ["train.epochs=1", "train.iters_per_epoch=2"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny smoke models: one intra-op thread avoids OpenMP oversubscription on a shared 2-core box."""
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
+pytestmark = pytest.mark.usefixtures("one_thread")   # fixture in tests/conftest.py
 
 
 def fake_run(path, method, seed=0, order=ORDER, unseen=UNSEEN, joint=False, variants=(), values=None, **method_cfg):

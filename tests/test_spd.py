@@ -12,13 +12,7 @@ from lreid_core.train import Trainer
 CLASSES = 6
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny smoke models: one intra-op thread avoids OpenMP oversubscription on a shared 2-core box."""
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
+pytestmark = pytest.mark.usefixtures("one_thread")   # fixture in tests/conftest.py
 
 
 def second_step(weight: float = 3000.0):
