@@ -40,8 +40,3 @@ def load_images(paths: list[str], height: int, width: int, desc: str = "decode")
                 out[i] = arr
         _MEMO[key] = torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
     return _MEMO[key]
-
-
-def clear_cache() -> None:
-    _MEMO.clear()
-
