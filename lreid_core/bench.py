@@ -50,7 +50,7 @@ def plain_eager(cfg: Config, iters: int, warmup: int) -> float:
     device = resolve_device(cfg.train.device)
     t, d = cfg.train, cfg.data
     model = ReIDModel(cfg.model).to(device)
-    model.head.classifier.grow(500)
+    model.head.grow(500)
     cuda = device.type == "cuda"
     if cuda and t.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -94,7 +94,7 @@ def method_step(cfg: Config, name: str, iters: int, warmup: int, compile_model: 
         method.model.compile()
         if method.old is not None:
             method.old.compile()
-    opt, _ = build_optimizer(cfg, method.parameters(), device, iters + warmup)
+    opt, _ = build_optimizer(cfg, method.optim_groups(), device, iters + warmup, step=1)
     gen = torch.Generator(device=device).manual_seed(0)
     method.train(True)
 

@@ -46,6 +46,7 @@ class ModelConfig:
     pretrained: str = ""                # local path to ImageNet weights ("" -> random init, warned once)
     last_stride: int = 1                # last-stage stride (1 as in the strong ReID baseline)
     width: int = 16                     # small backbone only: stage widths w, 2w, 4w, 8w
+    neck: str = "per_step"              # per_step (official code: BN neck + FC per step) | shared (one neck)
 
 
 @dataclass
@@ -56,6 +57,10 @@ class TrainConfig:
     weight_decay: float = 5e-4
     milestones: list[int] = field(default_factory=lambda: [25, 35])  # epochs where lr *= lr_decay
     lr_decay: float = 0.1
+    lr_schedule: str = "global"         # global (official code: milestones on step * epochs + epoch, one
+                                        # optimiser for the whole order) | per_step (fresh schedule and optimiser)
+    milestone_lag: int = 1              # first decayed epoch = milestone + lag (1: the code's MultiStepLR.step(epoch)
+                                        # at each epoch's end; 0: the text's "decays at the 25th epoch")
     optimizer: str = "adam"             # adam | sgd_clr (triangular cyclical LR, seed 2)
     clr_base_lr: float = 1e-3           # sgd_clr: lower bound of the triangle
     clr_max_lr: float = 6e-3            # sgd_clr: upper bound of the triangle
@@ -64,6 +69,8 @@ class TrainConfig:
     p_ids: int = 32                     # identities per batch (P)
     k_imgs: int = 4                     # images per identity (K)
     triplet_margin: float = 0.3
+    label_smoothing: float = 0.1        # official code: CrossEntropyLabelSmooth, eps spread over the order's ids
+    ce_classes: str = "current"         # current (official code: the step's own classes, local labels) | seen
     amp: bool = True                    # bf16 autocast on CUDA (ignored on CPU)
     channels_last: bool = True          # channels_last memory format on CUDA
     compile: bool = False               # torch.compile the model (CUDA only)
@@ -80,7 +87,10 @@ class MethodConfig:
     name: str = "lwf"
     tau: float = 2.0                    # distillation temperature (Eq. 2)
     gamma0: float = 1.0                 # weight of L_KD (Eq. 3)
-    kd_tau2: bool = False               # official-code form: scale KD by tau^2 (paper form: off)
+    kd_tau2: bool = True                # official code: KD and L_PLD times tau^2 (Eqs. 2, 11 have no tau^2)
+    kd_classes: str = "all"             # all (official code: every seen class, teacher zero-padded) | old
+    teacher_bn: str = "batch"           # batch (official code: the teacher's BN necks on batch statistics,
+                                        # running statistics untouched) | running (eval mode)
     # PatchKD (Sec. 4.2-4.4)
     k: int = 3                          # patches per image = sampler branches
     gamma1: float = 0.5                 # weight of L_div in L_sel (Eq. 10)
@@ -93,9 +103,15 @@ class MethodConfig:
     relation: str = "distance"          # distance (Eq. 12-13) | fc (all relations at once)
     random_patches: bool = False        # sanity baseline: uniform random patch locations, no learned sampler
     single_branch: bool = False         # ablation "w/o multi-branch" (Table 3): one score map sampled K times
-    relation_norm: str = "set_size"     # set_size (paper) | mean_distance (official code, RKD style)
-    conf_as_kd: bool = False            # official code: L_conf as KD of old patch logits with themselves
-    div_on_bn: bool = False             # official code: L_div on BN-normalised patch features
+    relation_distance: str = "rkd"      # rkd (official code: each distance set divided by its mean) | raw
+    relation_reduction: str = "full"    # full (official code: mean over whole distance tensors) | set (Eq. 13)
+    conf_as_kd: bool = True             # official code: L_conf = tau^2 H(softmax(z / tau)) | Eq. 8's H(softmax(z))
+    div_on_bn: bool = True              # official code: L_div on the patch head's BN neck output (eval mode)
+    div_offdiag: bool = True            # official code: mean over r != s | Eq. 9's 1/K^2 sum over all r, s
+    routing: str = "code"               # code (L_PRD's teacher side and L_div reach the sampler / backbone)
+                                        # | fig2 (our reading of Fig. 2: L_sel -> sampler only)
+    sampler_lr: float = 0.0             # the sampler's own Adam (official code); 0 -> train.lr
+    sampler_milestones: list[int] = field(default_factory=lambda: [75, 85])   # global epochs (official code)
     huber_delta: float = 1.0
     # multi-head covariance (seed 2)
     cov_lambda: float = 1.0
@@ -114,9 +130,29 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
     out_dir: str = "runs"
+    form: str = "code"                  # code (what produced Table 2) | text (every TEXT_FORM switch literal)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+# The paper's literal text for every switch where the official code differs (DESIGN 4); ``form: text`` applies
+# them all at once, before the config file and the overrides (so an explicit key still wins).
+TEXT_FORM: dict[str, Any] = {
+    "model.neck": "shared",
+    "train.lr_schedule": "per_step",
+    "train.milestone_lag": 0,
+    "train.label_smoothing": 0.0,
+    "train.ce_classes": "seen",
+    "method.kd_tau2": False,
+    "method.kd_classes": "old",
+    "method.teacher_bn": "running",
+    "method.conf_as_kd": False,
+    "method.div_on_bn": False,
+    "method.div_offdiag": False,
+    "method.relation_reduction": "set",
+    "method.routing": "fig2",
+}
 
 
 def default_cache_root() -> Path:
@@ -138,6 +174,7 @@ def profile(name: str) -> Config:
             model=ModelConfig(backbone="small", last_stride=1),
             train=TrainConfig(epochs=6, iters_per_epoch=20, milestones=[4, 5], lr=1e-3, p_ids=8, k_imgs=4,
                               eval_batch=512),
+            method=MethodConfig(sampler_milestones=[9, 10]),
         )
     if name == "smoke":
         return Config(
@@ -147,6 +184,7 @@ def profile(name: str) -> Config:
             model=ModelConfig(backbone="small", last_stride=1),
             train=TrainConfig(epochs=2, iters_per_epoch=4, milestones=[1], lr=1e-3, p_ids=4, k_imgs=4,
                               eval_batch=256),
+            method=MethodConfig(sampler_milestones=[3]),
         )
     raise LReIDError(f"unknown profile {name!r}; valid profiles: smoke, demo, paper")
 
@@ -228,6 +266,9 @@ def load_config(path: str | Path | None = None, profile_name: str | None = None,
     name = profile_name or data.pop("profile", None) or "paper"
     data.pop("profile", None)
     cfg = profile(str(name))
+    form = (overrides or {}).get("form", data.get("form", cfg.form))
+    if form == "text":
+        _merge(cfg, parse_overrides([f"{k}={v}" for k, v in TEXT_FORM.items()]), "")
     _merge(cfg, data, "")
     if overrides:
         _merge(cfg, overrides, "")
@@ -270,6 +311,10 @@ def validate(cfg: Config) -> None:
         value = getattr(m, name)
         if not math.isfinite(value) or value < 0:
             raise LReIDError(f"method.{name} must be a finite non-negative number, got {value}")
+    if not 0 <= t.label_smoothing < 1:
+        raise LReIDError(f"train.label_smoothing must be in [0, 1), got {t.label_smoothing}")
+    if t.milestone_lag < 0 or m.sampler_lr < 0:
+        raise LReIDError("train.milestone_lag and method.sampler_lr must be >= 0")
     if m.tau == 0:
         raise LReIDError("method.tau must be > 0")
     if d.height < 16 or d.width < 8:
@@ -279,7 +324,15 @@ def validate(cfg: Config) -> None:
     choices = {"model.backbone": (cfg.model.backbone, ("resnet50", "resnet18", "small")),
                "train.optimizer": (t.optimizer, ("adam", "sgd_clr")),
                "method.relation": (m.relation, ("distance", "fc")),
-               "method.relation_norm": (m.relation_norm, ("set_size", "mean_distance")),
+               "method.relation_distance": (m.relation_distance, ("rkd", "raw")),
+               "method.relation_reduction": (m.relation_reduction, ("full", "set")),
+               "method.kd_classes": (m.kd_classes, ("all", "old")),
+               "method.teacher_bn": (m.teacher_bn, ("batch", "running")),
+               "method.routing": (m.routing, ("code", "fig2")),
+               "model.neck": (cfg.model.neck, ("per_step", "shared")),
+               "train.lr_schedule": (t.lr_schedule, ("global", "per_step")),
+               "train.ce_classes": (t.ce_classes, ("current", "seen")),
+               "form": (cfg.form, ("code", "text")),
                "method.cov_eval": (m.cov_eval, ("concat", "mean"))}
     for key, (value, valid) in choices.items():
         if value not in valid:

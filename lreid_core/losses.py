@@ -18,18 +18,39 @@ def batch_hard_triplet(features: torch.Tensor, pids: torch.Tensor, margin: float
     return F.softplus(d_ap - d_an).mean()
 
 
-def reid_loss(logits: torch.Tensor, features: torch.Tensor, pids: torch.Tensor, margin: float = 0.3) -> dict[str, torch.Tensor]:
+def smoothed_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, eps: float = 0.0,
+                           num_classes: int = 0) -> torch.Tensor:
+    """The L_CE of Eq. 1 with label smoothing: targets (1 - eps) one_hot + eps / num_classes (Szegedy et al.).
+
+    ``num_classes`` = 0 spreads eps over the logits' classes (a distribution); the official code spreads it over
+    every identity of the order (its ``pid_num``, 2500) while its logits cover one step's 500 classes.
+    """
+    log_p = F.log_softmax(logits.float(), dim=-1)
+    nll = -log_p.gather(1, labels[:, None]).squeeze(1)
+    if eps == 0:
+        return nll.mean()
+    n = num_classes or logits.shape[-1]
+    return ((1 - eps) * nll - eps / n * log_p.sum(dim=-1)).mean()
+
+
+def reid_loss(logits: torch.Tensor, features: torch.Tensor, pids: torch.Tensor, margin: float = 0.3,
+              label_smoothing: float = 0.0, smooth_classes: int = 0) -> dict[str, torch.Tensor]:
     """L_ReID of Eq. 1: cross-entropy on the classifier logits + batch-hard triplet on pooled features."""
-    return {"ce": F.cross_entropy(logits.float(), pids), "triplet": batch_hard_triplet(features, pids, margin)}
+    return {"ce": smoothed_cross_entropy(logits, pids, label_smoothing, smooth_classes),
+            "triplet": batch_hard_triplet(features, pids, margin)}
 
 
 def kd_loss(logits: torch.Tensor, old_logits: torch.Tensor, tau: float = 2.0, tau2: bool = False) -> torch.Tensor:
     """L_KD of Eq. 2: mean over the batch of KL(softmax(old/tau) || softmax(new/tau)).
 
-    ``logits`` are the new model's logits restricted to the old classes. ``tau2`` multiplies by tau^2
-    (Hinton's gradient-scale correction, used by the official code; the paper writes no such factor).
+    ``logits`` restricted to the old classes give Eq. 2. With more columns than ``old_logits`` (the new classes
+    after the old ones) the student's softmax runs over all of them and the teacher's distribution is
+    zero-padded, as the official code's ``loss_fn_kd`` does (which returns the cross-entropy: the KL plus the
+    teacher's entropy, the same gradient). ``tau2`` multiplies by tau^2 (Hinton's gradient-scale correction,
+    used by the official code; the paper writes no such factor).
     """
-    log_p_new = F.log_softmax(logits.float() / tau, dim=-1)
+    n_old = old_logits.shape[-1]
+    log_p_new = F.log_softmax(logits.float() / tau, dim=-1)[..., :n_old]
     log_p_old = F.log_softmax(old_logits.float() / tau, dim=-1)
     kl = (log_p_old.exp() * (log_p_old - log_p_new)).sum(dim=-1).mean()
     return kl * tau * tau if tau2 else kl
@@ -44,45 +65,66 @@ def confidence_loss(old_patch_logits: torch.Tensor) -> torch.Tensor:
     return -(log_p.exp() * log_p).sum(dim=-1).mean()
 
 
-def diversity_loss(patches: torch.Tensor) -> torch.Tensor:
+def diversity_loss(patches: torch.Tensor, offdiag: bool = False) -> torch.Tensor:
     """L_div of Eq. 9: (1 / B K^2) sum_i sum_{r,s} cos(p_ir, p_is) for ``patches`` shaped (B, K, C).
 
     The sum runs over all r, s including r = s, exactly as Eq. 9 writes it (the diagonal adds a constant 1/K).
+    ``offdiag=True`` is the official code's ``loss_fn_div``: the mean over the K(K-1) pairs r != s (0 for K = 1).
     """
     unit = F.normalize(patches.float(), dim=-1)
-    return (unit @ unit.transpose(1, 2)).mean(dim=(1, 2)).mean()
+    cos = unit @ unit.transpose(1, 2)                                   # (B, K, K)
+    if not offdiag:
+        return cos.mean(dim=(1, 2)).mean()
+    k = patches.shape[1]
+    return (cos.sum(dim=(1, 2)) - cos.diagonal(dim1=1, dim2=2).sum(-1)).mean() / max(k * (k - 1), 1)
 
 
 def patch_logit_distill(patch_logits: torch.Tensor, old_patch_logits: torch.Tensor, tau: float = 2.0,
                         tau2: bool = False) -> torch.Tensor:
-    """L_PLD of Eq. 11: mean over the B*K patches of KL(softmax(phi^o(p^o)/tau) || softmax(phi_p(p)/tau))."""
-    classes = old_patch_logits.shape[-1]
-    return kd_loss(patch_logits.reshape(-1, patch_logits.shape[-1])[:, :classes],
-                   old_patch_logits.reshape(-1, classes), tau, tau2)
+    """L_PLD of Eq. 11: mean over the B*K patches of KL(softmax(phi^o(p^o)/tau) || softmax(phi_p(p)/tau)).
+
+    ``patch_logits`` (..., classes) with more classes than ``old_patch_logits``: zero-padded teacher, as ``kd_loss``.
+    """
+    return kd_loss(patch_logits.reshape(-1, patch_logits.shape[-1]),
+                   old_patch_logits.reshape(-1, old_patch_logits.shape[-1]), tau, tau2)
 
 
 def _pairwise(x: torch.Tensor) -> torch.Tensor:
-    """Euclidean distances between the rows of each matrix in a batch: (..., n, c) -> (..., n, n)."""
+    """Euclidean distances between the rows of each matrix in a batch: (..., n, c) -> (..., n, n), zero diagonal."""
     sq = (x * x).sum(-1)
     d2 = sq[..., :, None] + sq[..., None, :] - 2 * x @ x.transpose(-1, -2)
-    return d2.clamp_min(1e-12).sqrt()
+    eye = torch.eye(x.shape[-2], dtype=torch.bool, device=x.device)
+    return d2.clamp_min(1e-12).sqrt().masked_fill(eye, 0.0)
 
 
-def _relation_term(d: torch.Tensor, d_old: torch.Tensor, keep: torch.Tensor, delta: float, norm: str) -> torch.Tensor:
-    """Huber loss over the distance pairs selected by ``keep``, divided by the set size (Eq. 13).
+def relation_distances(d: torch.Tensor, keep: torch.Tensor, distance: str = "rkd") -> torch.Tensor:
+    """The distances d(.,.) of Eq. 12 over one relation set (the entries where ``keep``).
 
+    ``distance="rkd"`` (Park et al., CVPR 2019, ref. [42]; the official code's ``loss_fn_rd``): every distance
+    divided by the mean of its set, so the set has mean 1 whatever the feature scale; ``"raw"``: Euclidean as is.
     Masked sums instead of boolean indexing: no host synchronisation in the training step.
     """
+    if distance == "raw":
+        return d
     keep = keep.to(d.dtype)
-    n = keep.sum().clamp_min(1)
-    if norm == "mean_distance":  # official-code variant (RKD style): each distance set divided by its mean
-        d = d / ((d * keep).sum() / n).clamp_min(1e-12)
-        d_old = d_old / ((d_old * keep).sum() / n).clamp_min(1e-12)
-    return (F.huber_loss(d, d_old, reduction="none", delta=delta) * keep).sum() / n
+    return d / ((d * keep).sum() / keep.sum().clamp_min(1)).clamp_min(1e-12)
+
+
+def _relation_term(d: torch.Tensor, d_old: torch.Tensor, keep: torch.Tensor, delta: float, distance: str,
+                   reduction: str) -> torch.Tensor:
+    """Huber loss between the two models' distances of one relation set (a term of Eq. 13).
+
+    ``reduction="set"``: the sum over the set divided by its size |S| (Eq. 13); ``"full"``: the mean over the whole
+    distance tensors, zero diagonals included (the official code's ``smooth_l1_loss(..., reduction="mean")``).
+    """
+    keep_f = keep.to(d.dtype).expand_as(d)
+    d, d_old = relation_distances(d, keep_f, distance), relation_distances(d_old, keep_f, distance)
+    total = (F.huber_loss(d, d_old, reduction="none", delta=delta) * keep_f).sum()
+    return total / (keep_f.sum().clamp_min(1) if reduction == "set" else d.numel())
 
 
 def patch_relation_loss(patches: torch.Tensor, old_patches: torch.Tensor, delta: float = 1.0,
-                        norm: str = "set_size", mode: str = "distance") -> torch.Tensor:
+                        distance: str = "rkd", reduction: str = "set", mode: str = "distance") -> torch.Tensor:
     """L_PRD of Eqs. 12-13 for ``patches`` and ``old_patches`` shaped (B, K, C).
 
     S_intra: d(p_ir, p_is) for every image i and every ordered pair r != s (B*K*(K-1) distances).
@@ -90,6 +132,8 @@ def patch_relation_loss(patches: torch.Tensor, old_patches: torch.Tensor, delta:
     L_PRD = sum Huber(d_intra - d_intra^o) / |S_intra| + sum Huber(d_inter - d_inter^o) / |S_inter|.
     With K = 1 the intra set is empty and contributes 0.
 
+    ``distance`` (see ``relation_distances``): "rkd" (default, the code's reading of d; student and teacher sets
+    each normalised by their own mean) or "raw". ``reduction``: "set" (Eq. 13) or "full" (the official code).
     ``mode="fc"`` is the Table-4 ablation "FC": all B*K patches form one fully connected relation graph,
     distilled at once (every ordered pair of distinct patches, one set).
     """
@@ -98,12 +142,12 @@ def patch_relation_loss(patches: torch.Tensor, old_patches: torch.Tensor, delta:
     if mode == "fc":
         flat, flat_old = patches.reshape(1, b * k, -1), old_patches.reshape(1, b * k, -1)
         keep = ~torch.eye(b * k, dtype=torch.bool, device=patches.device)[None]
-        return _relation_term(_pairwise(flat), _pairwise(flat_old), keep, delta, norm)
+        return _relation_term(_pairwise(flat), _pairwise(flat_old), keep, delta, distance, reduction)
     off_k = ~torch.eye(k, dtype=torch.bool, device=patches.device)
     off_b = ~torch.eye(b, dtype=torch.bool, device=patches.device)
-    intra = _relation_term(_pairwise(patches), _pairwise(old_patches), off_k.expand(b, k, k), delta, norm)
+    intra = _relation_term(_pairwise(patches), _pairwise(old_patches), off_k, delta, distance, reduction)
     by_branch, by_branch_old = patches.transpose(0, 1), old_patches.transpose(0, 1)   # (K, B, C)
-    inter = _relation_term(_pairwise(by_branch), _pairwise(by_branch_old), off_b.expand(k, b, b), delta, norm)
+    inter = _relation_term(_pairwise(by_branch), _pairwise(by_branch_old), off_b, delta, distance, reduction)
     return intra + inter
 
 

@@ -47,18 +47,44 @@ def merge_domains(train: list[TrainSet]) -> TrainSet:
                     sum(t.num_classes for t in train))
 
 
-def build_optimizer(cfg: Config, params: list[torch.nn.Parameter], device: torch.device, total_iters: int):
-    """Adam with step decay at ``milestones`` epochs (paper), or SGD + triangular cyclical LR (seed 2)."""
+def lr_factor(cfg: Config, milestones: list[int], step: int, it: int, total_iters: int) -> float:
+    """Step-decay factor at iteration ``it`` of domain step ``step`` (``total_iters`` in the step).
+
+    The epoch is counted within the step (``train.lr_schedule="per_step"``) or over the whole order, step * epochs
+    + epoch (``"global"``, the official code: every step after the first then trains at lr_decay^2). A milestone
+    m decays the learning rate from epoch m + ``train.milestone_lag`` on. A joint step of more epochs keeps the
+    milestones at the same fraction of the step.
+    """
     t = cfg.train
+    epoch = it * t.epochs // total_iters + (step * t.epochs if t.lr_schedule == "global" else 0)
+    return t.lr_decay ** sum(epoch >= m + t.milestone_lag for m in milestones)
+
+
+def build_optimizer(cfg: Config, groups: list, device: torch.device, total_iters: int, step: int = 0):
+    """Adam with step decay (paper), or SGD + triangular cyclical LR (seed 2).
+
+    ``groups``: parameters, or parameter groups with their own ``lr`` and ``milestones`` (``Method.optim_groups``:
+    PatchKD's sampler has its own, as the official code's second optimiser; Adam is per-parameter, so one Adam
+    over two groups equals two Adams).
+    """
+    t = cfg.train
+    if groups and not isinstance(groups[0], dict):
+        groups = [{"params": list(groups), "lr": t.lr, "milestones": list(t.milestones)}]
     if t.optimizer == "sgd_clr":
+        params = [p for g in groups for p in g["params"]]
         opt = torch.optim.SGD(params, lr=t.clr_base_lr, momentum=0.9, weight_decay=t.weight_decay)
         sched = torch.optim.lr_scheduler.CyclicLR(opt, t.clr_base_lr, t.clr_max_lr, step_size_up=t.clr_step_size,
                                                   mode="triangular")
         return opt, sched
-    opt = torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay, fused=device.type == "cuda")
-    bounds = [round(total_iters * m / t.epochs) for m in t.milestones]   # milestones as fractions of the step
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: t.lr_decay ** sum(it >= b for b in bounds))
-    return opt, sched
+    opt = torch.optim.Adam([{"params": g["params"], "lr": g["lr"]} for g in groups], lr=t.lr,
+                           weight_decay=t.weight_decay, fused=device.type == "cuda")
+    lambdas = [lambda it, ms=g["milestones"]: lr_factor(cfg, ms, step, it, total_iters) for g in groups]
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambdas)
+
+
+def carry_optimizer_state(opt: torch.optim.Optimizer, named: dict[str, torch.nn.Parameter]) -> dict[str, dict]:
+    """The optimiser's per-parameter state keyed by parameter name (to continue it in the next step)."""
+    return {name: opt.state[p] for name, p in named.items() if p in opt.state}
 
 
 class Trainer:
@@ -82,6 +108,8 @@ class Trainer:
         self.amp = self.device.type == "cuda" and cfg.train.amp
         self.global_iter = 0
         self.pending: dict | None = None      # a mid-step checkpoint to continue from (see resume())
+        self.carry: dict[str, dict] = {}      # train.lr_schedule=global: optimiser state from the previous step
+        self.method.label_space = sum(ts.num_classes for ts in bench.train)
         if self.device.type == "cuda" and cfg.train.channels_last:
             self.method.model.to(memory_format=torch.channels_last)
         if self.device.type == "cuda" and cfg.train.compile:
@@ -155,7 +183,12 @@ class Trainer:
         resume, self.pending = self.pending, None
         if resume is None:
             self.method.before_step(step, ts.num_classes)
-        opt, sched = build_optimizer(cfg, self.method.parameters(), self.device, total)
+        opt, sched = build_optimizer(cfg, self.method.optim_groups(), self.device, total, step)
+        named = self.method.named_parameters()
+        if t.lr_schedule == "global" and resume is None:     # one optimiser for the whole order (official code)
+            for name, p in named.items():
+                if name in self.carry:
+                    opt.state[p] = self.carry[name]
         gen = torch.Generator(device=images.device).manual_seed(t.seed * 1000 + step + 1)
         first = 0
         if resume is not None:
@@ -194,6 +227,7 @@ class Trainer:
                 self.checkpoint({"step": step, "iter": it + 1, "optimizer": opt.state_dict(),
                                  "scheduler": sched.state_dict(), "sampler": sampler.state_dict(),
                                  "generator": gen.get_state()})
+        self.carry = carry_optimizer_state(opt, named) if t.lr_schedule == "global" else {}
         self.method.after_step(step)
 
     def check_finite(self, step: int, bad_at: torch.Tensor, running: dict[str, torch.Tensor]) -> None:
@@ -257,7 +291,7 @@ class Trainer:
         atomic_torch_save(self.run_dir / "checkpoints" / f"step{step + 1}.pt",
                           {"step": step + 1, "method": self.method.name, "config": self.cfg.to_dict(),
                            "state": self.method.state_dict()})
-        self.checkpoint({"step": step + 1, "iter": 0})
+        self.checkpoint({"step": step + 1, "iter": 0, "carry": self.carry})
 
     def resume(self) -> None:
         """Restore ``checkpoints/last.pt``: finished steps are skipped, a step in progress continues exactly."""
@@ -271,5 +305,6 @@ class Trainer:
         torch.set_rng_state(ckpt["rng"].cpu())
         if ckpt["cuda_rng"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in ckpt["cuda_rng"]])
+        self.carry = ckpt.get("carry") or {}
         if ckpt["iter"] > 0:
             self.pending = ckpt

@@ -42,12 +42,20 @@ def test_diversity_loss_hand_case():
     assert losses.diversity_loss(orthogonal).item() == pytest.approx(0.5)
     same = torch.tensor([[[1.0, 2.0], [2.0, 4.0]]])
     assert losses.diversity_loss(same).item() == pytest.approx(1.0)
+    # the official code's form: the mean over r != s only
+    assert losses.diversity_loss(orthogonal, offdiag=True).item() == pytest.approx(0.0, abs=1e-7)
+    assert losses.diversity_loss(same, offdiag=True).item() == pytest.approx(1.0)
 
 
-def test_patch_logit_distill_uses_old_classes_only():
+def test_patch_logit_distill_old_classes_and_zero_padded_teacher():
     old = torch.zeros(2, 3, 2)                            # (B, K, old classes)
-    new = torch.cat([torch.zeros(2, 3, 2), torch.full((2, 3, 5), 7.0)], dim=-1)   # extra new classes ignored
-    assert losses.patch_logit_distill(new, old, tau=2.0).item() == pytest.approx(0.0, abs=1e-7)
+    new = torch.cat([torch.zeros(2, 3, 2), torch.full((2, 3, 5), 7.0)], dim=-1)
+    # restricted to the old classes (Eq. 11): identical distributions
+    assert losses.patch_logit_distill(new[..., :2], old, tau=2.0).item() == pytest.approx(0.0, abs=1e-7)
+    # all classes (official code): teacher (0.5, 0.5, 0, ...) against softmax over 7 classes at tau = 2
+    expected = math.log(0.5) + math.log(2 + 5 * math.exp(3.5))
+    assert losses.patch_logit_distill(new, old, tau=2.0).item() == pytest.approx(expected, rel=1e-5)
+    assert losses.patch_logit_distill(new, old, tau=2.0, tau2=True).item() == pytest.approx(4 * expected, rel=1e-5)
 
 
 def test_patch_relation_loss_hand_case():
@@ -56,14 +64,51 @@ def test_patch_relation_loss_hand_case():
     old = torch.tensor([[[0.0], [1.0]], [[0.0], [1.0]]])
     # intra: image 0 distances equal; image 1: |3 - 1| = 2 -> Huber_1 = 1.5, twice (r,s and s,r) -> 3 / |S_intra| = 4
     # inter: branch 0 distances 0 vs 0; branch 1: 2 vs 0 -> 1.5 twice -> 3 / |S_inter| = 4
-    assert losses.patch_relation_loss(new, old).item() == pytest.approx(1.5, abs=1e-4)
-    assert losses.patch_relation_loss(old, old).item() == pytest.approx(0.0, abs=1e-6)
+    assert losses.patch_relation_loss(new, old, distance="raw").item() == pytest.approx(1.5, abs=1e-4)
+    assert losses.patch_relation_loss(old, old, distance="raw").item() == pytest.approx(0.0, abs=1e-6)
 
 
 def test_patch_relation_loss_k1_has_no_intra_term():
     new = torch.tensor([[[0.0]], [[3.0]]])
     old = torch.tensor([[[0.0]], [[1.0]]])
-    assert losses.patch_relation_loss(new, old).item() == pytest.approx(1.5, abs=1e-4)
+    assert losses.patch_relation_loss(new, old, distance="raw").item() == pytest.approx(1.5, abs=1e-4)
+
+
+def reference_rkd(new: torch.Tensor, old: torch.Tensor, reduction: str) -> float:
+    """Eqs. 12-13 with RKD distances written out pair by pair (an independent reading of the official code)."""
+    b, k, _ = new.shape
+
+    def term(pairs, size_full):
+        d = [float((new[i, r] - new[j, s]).norm()) for i, r, j, s in pairs]
+        d_old = [float((old[i, r] - old[j, s]).norm()) for i, r, j, s in pairs]
+        mu, mu_old = sum(d) / len(d), sum(d_old) / len(d_old)
+        total = 0.0
+        for x, y in zip(d, d_old):
+            diff = abs(x / mu - y / mu_old)
+            total += 0.5 * diff ** 2 if diff < 1 else diff - 0.5
+        return total / (len(pairs) if reduction == "set" else size_full)
+
+    intra = [(i, r, i, s) for i in range(b) for r in range(k) for s in range(k) if r != s]
+    inter = [(i, r, j, r) for r in range(k) for i in range(b) for j in range(b) if i != j]
+    return term(intra, b * k * k) + term(inter, k * b * b)
+
+
+@pytest.mark.parametrize("reduction", ["set", "full"])
+def test_patch_relation_rkd_matches_pairwise_reference(reduction):
+    g = torch.Generator().manual_seed(0)
+    new, old = torch.randn(5, 3, 8, generator=g), 4 * torch.randn(5, 3, 8, generator=g)
+    got = losses.patch_relation_loss(new, old, reduction=reduction).item()
+    assert got == pytest.approx(reference_rkd(new, old, reduction), rel=1e-4)
+
+
+def test_patch_relation_rkd_is_scale_invariant_and_raw_is_not():
+    g = torch.Generator().manual_seed(1)
+    new, old = torch.randn(6, 3, 16, generator=g), torch.randn(6, 3, 16, generator=g)
+    base = losses.patch_relation_loss(new, old).item()
+    assert losses.patch_relation_loss(7.0 * new, 0.2 * old).item() == pytest.approx(base, rel=1e-4)
+    assert losses.patch_relation_loss(30.0 * new, 30.0 * old).item() == pytest.approx(base, rel=1e-4)
+    raw = losses.patch_relation_loss(new, old, distance="raw").item()
+    assert losses.patch_relation_loss(30.0 * new, 30.0 * old, distance="raw").item() > 10 * raw
 
 
 def test_patch_relation_fc_mode_uses_all_pairs():
@@ -77,7 +122,7 @@ def test_patch_relation_fc_mode_uses_all_pairs():
             if a != b:
                 diff = abs(abs(pos_new[a] - pos_new[b]) - abs(pos_old[a] - pos_old[b]))
                 total += 0.5 * diff ** 2 if diff < 1 else diff - 0.5
-    got = losses.patch_relation_loss(new, old, mode="fc").item()
+    got = losses.patch_relation_loss(new, old, distance="raw", mode="fc").item()
     assert got == pytest.approx(total / 12, abs=1e-4)
 
 

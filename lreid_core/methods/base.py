@@ -8,6 +8,7 @@ from torch import nn
 
 from ..config import Config
 from ..losses import reid_loss
+from ..models.heads import batch_statistics
 from ..models.reid import ReIDModel
 
 
@@ -28,6 +29,7 @@ class Method:
         self.model = self.build_model().to(device)
         self.old: nn.Module | None = None       # frozen teacher f^o (distillation methods)
         self.extra = nn.ModuleDict()            # method-specific trainable modules (sampler, patch head, ...)
+        self.label_space = 0                    # identities of the whole order (the Trainer sets it; 0: unknown)
 
     def build_model(self) -> nn.Module:
         return ReIDModel(self.cfg.model)
@@ -39,16 +41,48 @@ class Method:
     def parameters(self) -> list[nn.Parameter]:
         return [p for m in self.modules().values() for p in m.parameters() if p.requires_grad]
 
+    def named_parameters(self) -> dict[str, nn.Parameter]:
+        """Trainable parameters by a name that is stable across steps (carries optimiser state between steps)."""
+        return {f"{k}.{n}": p for k, m in self.modules().items() for n, p in m.named_parameters() if p.requires_grad}
+
+    def optim_groups(self) -> list[dict]:
+        """Optimiser parameter groups: ``params``, ``lr`` and the ``milestones`` of their step decay (epochs)."""
+        t = self.cfg.train
+        return [{"params": self.parameters(), "lr": t.lr, "milestones": list(t.milestones)}]
+
+    def reid_terms(self, out: dict[str, torch.Tensor], labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """L_ReID (Eq. 1) of the model's output ``out`` for global ``labels``.
+
+        ``train.ce_classes="current"`` (official code): CE over the current step's class block with local labels;
+        ``"seen"``: over every seen class. ``train.label_smoothing`` spreads eps over ``label_space`` identities.
+        """
+        t = self.cfg.train
+        logits = out["logits"]
+        if t.ce_classes == "current":
+            offset = logits.shape[1] - self.class_blocks()[-1]
+            logits, labels = logits[:, offset:], labels - offset
+        return reid_loss(logits, out["feat"], labels, t.triplet_margin, t.label_smoothing, self.label_space)
+
+    def teacher(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """f^o(x) without gradients; ``method.teacher_bn="batch"`` (official code) runs the teacher's BN necks on
+        the batch's statistics (running statistics untouched), ``"running"`` in eval mode."""
+        with torch.no_grad(), batch_statistics(self.old.head, self.cfg.method.teacher_bn == "batch"):
+            return self.old(x)
+
+    def old_class_logits(self, logits: torch.Tensor, old_logits: torch.Tensor) -> torch.Tensor:
+        """The student logits L_KD compares with the teacher's: all of them (``method.kd_classes="all"``, the
+        official code, teacher zero-padded) or the old classes only (``"old"``, Eq. 2)."""
+        return logits if self.cfg.method.kd_classes == "all" else logits[..., : old_logits.shape[-1]]
+
     def train(self, mode: bool = True) -> None:
         for m in self.modules().values():
             m.train(mode)
 
     def before_step(self, step: int, num_classes: int) -> None:
-        self.model.head.classifier.grow(num_classes)
+        self.model.head.grow(num_classes)
 
     def loss(self, x: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        out = self.model(x)
-        return reid_loss(out["logits"], out["feat"], labels, self.cfg.train.triplet_margin)
+        return self.reid_terms(self.model(x), labels)
 
     def after_step(self, step: int) -> None:
         pass
@@ -81,5 +115,5 @@ class Method:
             m.load_state_dict(state[k])
         if state.get("old") is not None:
             self.freeze_teacher()
-            del self.old.head.classifier.blocks[state["old_blocks"]:]   # mid-step: the teacher knows fewer classes
+            self.old.head.truncate(state["old_blocks"])   # mid-step: the teacher knows fewer classes
             self.old.load_state_dict(state["old"])

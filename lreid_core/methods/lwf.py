@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ..losses import kd_loss, reid_loss
+from ..losses import kd_loss
 from . import register
 from .base import Method
 
@@ -14,17 +14,15 @@ class LwF(Method):
 
     def loss(self, x: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         out = self.model(x)
-        terms = reid_loss(out["logits"], out["feat"], labels, self.cfg.train.triplet_margin)
+        terms = self.reid_terms(out, labels)
         if self.old is not None:
-            terms["kd"] = self.cfg.method.gamma0 * self.distill(x, out)
+            terms["kd"] = self.cfg.method.gamma0 * self.distill(out["logits"], self.teacher(x)["logits"])
         return terms
 
-    def distill(self, x: torch.Tensor, out: dict[str, torch.Tensor]) -> torch.Tensor:
-        """L_KD (Eq. 2) between the new logits restricted to the old classes and the teacher's logits."""
-        with torch.no_grad():
-            old_logits = self.old(x)["logits"]
+    def distill(self, logits: torch.Tensor, old_logits: torch.Tensor) -> torch.Tensor:
+        """L_KD (Eq. 2) of the student's logits against the teacher's (``method.kd_classes``, ``method.kd_tau2``)."""
         m = self.cfg.method
-        return kd_loss(out["logits"][:, : old_logits.shape[1]], old_logits, m.tau, m.kd_tau2)
+        return kd_loss(self.old_class_logits(logits, old_logits), old_logits, m.tau, m.kd_tau2)
 
     def after_step(self, step: int) -> None:
         self.freeze_teacher()

@@ -9,26 +9,69 @@ and patch relation distillation (Sec. 4.2-4.4):
 In the first domain step there is no old model: the loss is L_ReID alone (as for LwF), the sampler and the
 patch classifier receive no gradient and stay at their initialisation.
 
-Gradient routing (our reading of Fig. 2, where only L_conf and L_div point at the sampler):
+Defaults are the official code (feifeiobama/PatchKD, which produced Table 2; DESIGN 4); ``form: text`` in the
+config turns every row marked "text" below to the paper's literal form at once (``config.TEXT_FORM``).
+
+Gradient routing, ``method.routing="code"`` (default; ``"fig2"`` in brackets, our reading of Fig. 2 where only
+L_conf and L_div point at the sampler):
 
 * The sampler scores the **new** model's feature map **detached** (Eq. 4): the sampler never trains psi.
 * One set of masks M per step (Eq. 5) is shared by the old and the new feature map (Eq. 6).
-* L_sel (L_conf on phi^o(p^o), L_div on p) is computed from feature maps detached from both backbones and
-  the *live* straight-through masks: its gradient reaches the scorer only (phi^o is frozen).
-* L_PLD (phi^o(p^o) vs phi_p(p), Eq. 11) and L_PRD (Eqs. 12-13) use the masks *detached*: they train the
-  backbone and phi_p but never move the sampler.
-* The old model f^o is frozen (no parameter takes a gradient); it runs once per step (its logits serve L_KD,
-  its feature map the patches) and the new model runs once per step.
+* L_conf: phi^o on p^o pooled with the *live* masks from the detached old map: reaches the scorer only.
+* L_div: p pooled from the *live* feature map with the *live* masks, through the patch head's latest BN neck
+  in eval mode: reaches the scorer, the backbone and that neck's weight [fig2: detached map -> scorer only].
+* L_PLD: phi_p(p) with p pooled through *detached* masks: trains the backbone and phi_p, never the sampler.
+* L_PRD: the student side pools through detached masks, the teacher side p^o through the *live* masks, so
+  L_PRD trains the backbone and the sampler [fig2: both sides detached -> backbone only].
+* The old model f^o is frozen: backbone in eval mode, its BN necks on batch statistics with their running
+  statistics untouched (``method.teacher_bn="batch"``) for both its image and its patch logits; it runs once
+  per iteration, as does the new model.
 * The sampler and phi_p are training-only: ``embed`` is the base model's and never touches them (Remarks,
-  Sec. 4.4). Both persist across domain steps (the paper does not reset them); phi_p grows one class block
-  per step like phi, and L_PLD reads its old-class logits only.
+  Sec. 4.4). Both persist across domain steps; phi_p grows one class block (and, per step, one BN neck) per
+  step like phi. The sampler has its own Adam group with its own milestones (the code's ``patchnet``).
 
 All patch losses are computed in fp32 (autocast off) from features that may be bf16 on the GPU.
 
-Switches (``cfg.method``), paper form by default:
+Where the paper's text and the official code differ (every switch below; the default is the code's form):
+
+==============================  ===============================  ====================================  ========
+switch                          paper text                       official code                         default
+==============================  ===============================  ====================================  ========
+``method.relation_distance``    d(.,.) unspecified, cites RKD    each distance set divided by its      code
+                                [42] (``raw``: Euclidean)        mean, student and teacher apart       (rkd)
+``method.relation_reduction``   Eq. 13: sum / |S| per set        smooth-L1 mean over the full (B,K,K)  code
+                                (``set``)                        and (K,B,B) tensors, zero diagonals   (full)
+                                                                 included (intra weighted (K-1)/K)
+``method.kd_tau2``              Eqs. 2, 11: no tau^2             L_KD and L_PLD times tau^2            code
+``method.conf_as_kd``           Eq. 8: H(softmax(z))             tau^2 H(softmax(z / tau))             code
+``method.kd_classes``           Eq. 2: old classes (``old``)     every seen class, the teacher's       code
+                                                                 softmax zero-padded (``all``)         (all)
+``method.teacher_bn``           f^o frozen (``running``)         teacher's BN necks on batch stats     code
+``method.div_on_bn``            Eq. 9 on p                       on p through phi_p's current BN       code
+                                                                 neck in eval mode
+``method.div_offdiag``          Eq. 9: 1/K^2 sum over all r, s   mean over r != s                      code
+``method.routing``              Fig. 2 (``fig2``)                see above (``code``)                  code
+``train.lr_schedule``           per step (``per_step``)          one Adam for the whole order,         code
+                                                                 milestones on the global epoch        (global)
+                                                                 step*epochs+epoch: steps > 1 train
+                                                                 at lr x 0.01
+``train.milestone_lag``         decay at the milestone (0)       MultiStepLR.step(epoch) at epoch end: code (1)
+                                                                 decay one epoch later
+``train.label_smoothing``       Eq. 1: plain CE (0)              eps 0.1 spread over the order's ids   code
+``train.ce_classes``            Eq. 1 over the classifier        the current step's classes, local     code
+                                (``seen``)                       labels (``current``)
+``model.neck``                  one classifier (``shared``)      BN + FC per step, retrieval on the    code
+                                                                 latest step's BN (``per_step``)
+==============================  ===============================  ====================================  ========
+
+Where the paper is silent and the code decides (no text form): the sampler's own Adam (``method.sampler_lr``,
+0 = ``train.lr``) with milestones 75/85 on the global epoch (``method.sampler_milestones``); the scorer's
+Gumbel-softmax at temperature 1; L_conf weight 1.
+
+Ablations of Tables 3/4 and other switches (``cfg.method``):
 
 ===========================  ====================================  ===========================================
-switch                       paper reference                       effect / official-code difference
+switch                       paper reference                       effect
 ===========================  ====================================  ===========================================
 ``k`` (3)                    K, Sec. 4.2 / Fig. 6a                 patches per image = sampler branches;
                                                                    ``k=1``: a single patch per image
@@ -43,17 +86,7 @@ switch                       paper reference                       effect / offi
 ``relation="fc"``            Table 4 row "FC"                      one relation set over all B*K patches
 ``random_patches``           sanity baseline (not in the paper)    uniform random cells, no sampler, no L_sel
 ``scorer_hidden`` (0 = 2C)   Sec. 5.2 "4096 hidden units"          scorer width
-``huber_delta`` (1)          Eq. 13 l_delta                        Huber threshold
-``relation_norm``            Eq. 13 (``set_size``)                 official code: ``mean_distance``, each
-                                                                   distance set divided by its mean (RKD)
-``conf_as_kd``               Eq. 8 (off)                           official code: L_conf as KD of the old
-                                                                   patch logits with themselves, i.e.
-                                                                   tau^2 * H(softmax(phi^o(p^o) / tau))
-``div_on_bn``                Eq. 9 (off)                           official code: L_div on BN-normalised
-                                                                   patch features (batch statistics and the
-                                                                   affine of the patch head's BN neck, both
-                                                                   without gradient)
-``kd_tau2``                  Eqs. 2, 11 (off)                      official code: L_KD and L_PLD times tau^2
+``huber_delta`` (1)          Eq. 13 l_delta                        Huber threshold (the code's smooth-L1: 1)
 ===========================  ====================================  ===========================================
 """
 from __future__ import annotations
@@ -62,9 +95,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..losses import (confidence_loss, diversity_loss, kd_loss, patch_logit_distill, patch_relation_loss,
-                      reid_loss)
-from ..models.heads import BNNeckHead
+from ..losses import confidence_loss, diversity_loss, patch_logit_distill, patch_relation_loss
+from ..models.heads import BNNeckHead, batch_statistics
 from ..models.patch import PatchSampler, pool_patches, random_masks
 from . import register
 from .lwf import LwF
@@ -92,15 +124,24 @@ class PatchKD(LwF):
             branches = 1 if m.single_branch else m.k
             self.extra["sampler"] = PatchSampler(c, m.k, m.scorer_hidden, branches).to(self.device)
         if not m.shared_classifier and "patch_head" not in self.extra:
-            self.extra["patch_head"] = BNNeckHead(c).to(self.device)
+            self.extra["patch_head"] = BNNeckHead(c, per_step=self.cfg.model.neck == "per_step").to(self.device)
 
     def before_step(self, step: int, num_classes: int) -> None:
         super().before_step(step, num_classes)               # grows phi
-        self.model.head.classifier.to(self.device)           # GrowingClassifier puts a first block on the CPU
         self.build_extra()
         if not self.cfg.method.shared_classifier:
-            self.extra["patch_head"].classifier.grow(num_classes)
-            self.extra["patch_head"].to(self.device)
+            self.extra["patch_head"].grow(num_classes)
+
+    def optim_groups(self) -> list[dict]:
+        """The model and phi_p (the code's ``tasknet`` optimiser) and the sampler (its ``patchnet`` optimiser)."""
+        if self.sampler is None:
+            return super().optim_groups()
+        t, m = self.cfg.train, self.cfg.method
+        own = {id(p) for p in self.sampler.parameters()}
+        return [{"params": [p for p in self.parameters() if id(p) not in own], "lr": t.lr,
+                 "milestones": list(t.milestones)},
+                {"params": list(self.sampler.parameters()), "lr": m.sampler_lr or t.lr,
+                 "milestones": list(m.sampler_milestones)}]
 
     # ---- patches -----------------------------------------------------------------------------------
     def select(self, fmap: torch.Tensor, gumbel: bool = True, tau: float = 1.0,
@@ -116,6 +157,26 @@ class PatchKD(LwF):
         scores = self.sampler(fmap.detach())                  # (B, R, h*w)
         return scores, self.sampler.sample(scores, hard=True, tau=tau, gumbel=gumbel, generator=generator)
 
+    def old_patch_logits(self, old_patches: torch.Tensor) -> torch.Tensor:
+        """phi^o(p^o) for (B, K, C) patches -> (B, K, old classes), BN necks as ``method.teacher_bn`` says."""
+        b, k = old_patches.shape[:2]
+        with batch_statistics(self.old.head, self.cfg.method.teacher_bn == "batch"):
+            return self.old.head(old_patches.flatten(0, 1))[1].view(b, k, -1)
+
+    def diversity_input(self, fmap: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """The (B, K, C) patches L_div compares (Eq. 9): live masks; with ``routing="code"`` the live feature map,
+        with ``div_on_bn`` through phi_p's latest BN neck in eval mode (running statistics, live weight)."""
+        m = self.cfg.method
+        code = m.routing == "code"
+        live = pool_patches(fmap if code else fmap.detach(), masks)
+        if not m.div_on_bn:
+            return live
+        neck = self.patch_head.neck
+        weight, bias = (neck.weight, neck.bias) if code else (neck.weight.detach(), neck.bias.detach())
+        b, k = live.shape[:2]
+        return F.batch_norm(live.flatten(0, 1).float(), neck.running_mean, neck.running_var, weight, bias,
+                            training=False, eps=neck.eps).view(b, k, -1)
+
     def patch_terms(self, fmap: torch.Tensor, old_fmap: torch.Tensor, masks: torch.Tensor | None = None,
                     generator: torch.Generator | None = None
                     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -130,13 +191,10 @@ class PatchKD(LwF):
         if masks is None:
             scores, masks = self.select(fmap, generator=generator)
         b, k = masks.shape[:2]
-        head, old_head = self.patch_head, self.old.head
-        # the same masks M pick p^o and p (Eq. 6); features detached, masks live: this graph reaches the sampler only
-        old_live = pool_patches(old_fmap.detach(), masks)                       # (B, K, C)
-        old_logits = old_head(old_live.flatten(0, 1))[1].view(b, k, -1)        # phi^o(p^o), (B, K, old classes)
-        hard = masks.detach()
-        patches = pool_patches(fmap, hard)                                      # p, (B, K, C): trains psi only
-        logits = head(patches.flatten(0, 1))[1].view(b, k, -1)                  # phi_p(p), (B, K, classes)
+        old_live = pool_patches(old_fmap.detach(), masks)                       # p^o with live masks (Eq. 6)
+        old_logits = self.old_patch_logits(old_live)                            # phi^o(p^o)
+        patches = pool_patches(fmap, masks.detach())                            # p: trains psi, never the sampler
+        logits = self.patch_head(patches.flatten(0, 1))[1].view(b, k, -1)      # phi_p(p), (B, K, classes)
         terms: dict[str, torch.Tensor] = {}
         with torch.autocast(fmap.device.type, enabled=False):
             if scores is not None:                                              # L_sel (Eq. 10)
@@ -146,30 +204,25 @@ class PatchKD(LwF):
                     else:
                         terms["conf"] = confidence_loss(old_logits)
                 if m.use_div:
-                    new_live = pool_patches(fmap.detach(), masks)               # (B, K, C), grad -> masks only
-                    if m.div_on_bn:
-                        neck = head.neck
-                        new_live = F.batch_norm(new_live.flatten(0, 1).float(), None, None, neck.weight.detach(),
-                                                neck.bias.detach(), training=True, eps=neck.eps).view(b, k, -1)
-                    terms["div"] = m.gamma1 * diversity_loss(new_live)
-            old_patches, target = old_live.detach(), old_logits.detach()
-            terms["pld"] = m.gamma2 * patch_logit_distill(logits, target, m.tau, m.kd_tau2)     # Eq. 11
-            terms["prd"] = m.gamma3 * patch_relation_loss(patches, old_patches, m.huber_delta,   # Eqs. 12-13
-                                                          m.relation_norm, m.relation)
-        parts = {"scores": scores, "masks": masks, "patches": patches.detach(), "old_patches": old_patches,
+                    terms["div"] = m.gamma1 * diversity_loss(self.diversity_input(fmap, masks), m.div_offdiag)
+            target = old_logits.detach()
+            terms["pld"] = m.gamma2 * patch_logit_distill(self.old_class_logits(logits, target), target, m.tau,
+                                                          m.kd_tau2)                          # Eq. 11
+            teacher_side = old_live if m.routing == "code" else old_live.detach()
+            terms["prd"] = m.gamma3 * patch_relation_loss(patches, teacher_side, m.huber_delta,   # Eqs. 12-13
+                                                          m.relation_distance, m.relation_reduction, m.relation)
+        parts = {"scores": scores, "masks": masks, "patches": patches.detach(), "old_patches": old_live.detach(),
                  "old_patch_logits": target}
         return terms, parts
 
     # ---- hooks -------------------------------------------------------------------------------------
     def loss(self, x: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         out = self.model(x)                                                     # one pass of f
-        terms = reid_loss(out["logits"], out["feat"], labels, self.cfg.train.triplet_margin)
+        terms = self.reid_terms(out, labels)
         if self.old is None:                                                    # first step: L_ReID only
             return terms
-        with torch.no_grad():
-            old = self.old(x)                                                   # one pass of f^o
-        m = self.cfg.method
-        terms["kd"] = m.gamma0 * kd_loss(out["logits"][:, : old["logits"].shape[1]], old["logits"], m.tau, m.kd_tau2)
+        old = self.teacher(x)                                                   # one pass of f^o
+        terms["kd"] = self.cfg.method.gamma0 * self.distill(out["logits"], old["logits"])
         terms.update(self.patch_terms(out["fmap"], old["fmap"])[0])
         return terms
 
@@ -198,7 +251,7 @@ class PatchKD(LwF):
                 m = self.cfg.method
                 res["old_patches"] = pool_patches(teacher(x)["fmap"], masks)
                 res["loss_prd"] = patch_relation_loss(res["patches"], res["old_patches"], m.huber_delta,
-                                                      m.relation_norm, m.relation)
+                                                      m.relation_distance, m.relation_reduction, m.relation)
         finally:
             for mod, mode in modes:
                 mod.train(mode)
@@ -220,18 +273,14 @@ class PatchKD(LwF):
         for step, n in enumerate(state["classes"]):
             if step >= len(self.class_blocks()):
                 super(LwF, self).before_step(step, n)             # phi only (Method.before_step)
-        self.model.head.classifier.to(self.device)
         if "patch_head" in self.extra:
-            grown = self.extra["patch_head"].classifier
-            for n in state.get("patch_classes", [])[len(grown.blocks):]:
-                grown.grow(n)
-            grown.to(self.device)
+            head = self.extra["patch_head"]
+            for n in state.get("patch_classes", [])[len(head.classifier.blocks):]:
+                head.grow(n)
         for key, module in self.modules().items():
             module.load_state_dict(state[key])
         self.old = None
         if state.get("old") is not None:
             self.freeze_teacher()
-            blocks = self.old.head.classifier.blocks
-            stored = sum(1 for k in state["old"] if k.startswith("head.classifier.blocks."))
-            del blocks[stored:]
+            self.old.head.truncate(state["old_blocks"])
             self.old.load_state_dict(state["old"])

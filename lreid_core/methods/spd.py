@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import torch
 
-from ..losses import reid_loss, similarity_preserving_loss
+from ..losses import similarity_preserving_loss
 from . import register
 from .base import Method
 
@@ -35,7 +35,7 @@ class SPD(Method):
 
     def loss(self, x: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         out = self.model(x)
-        terms = reid_loss(out["logits"], out["feat"], labels, self.cfg.train.triplet_margin)
+        terms = self.reid_terms(out, labels)
         if self.old is not None:
             with torch.no_grad():
                 old_feat = self.old.backbone(x).mean(dim=(2, 3))          # g(psi^o(x)), (B, C)

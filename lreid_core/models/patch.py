@@ -129,3 +129,17 @@ def cell_boxes(masks: torch.Tensor, grid: tuple[int, int], image_size: tuple[int
     cell_h, cell_w = big_h / h, big_w / w
     return torch.stack([cols * cell_w, rows * cell_h, torch.full_like(rows, 1) * cell_w,
                         torch.full_like(rows, 1) * cell_h], dim=-1).float()
+
+
+def sampler_health(masks: torch.Tensor, probs: torch.Tensor | None = None) -> dict[str, float]:
+    """Collapse diagnostics of a sampler over a set of N images: ``masks`` (N, K, h*w), ``probs`` (N, R, h*w).
+
+    ``distinct``: distinct cells per image (mean; K when every branch picks its own cell); ``top_share``: the
+    share of images on which the most frequent cell is chosen (1.0: one cell on every image); ``max_prob``: the
+    mean max probability of the score maps (1.0: one-hot maps), NaN without ``probs``. Healthy means
+    distinct >= K - 0.5 and top_share <= 0.5.
+    """
+    chosen = masks.detach().amax(dim=1) > 0                      # (N, h*w): cells picked by any branch
+    return {"distinct": chosen.sum(-1).float().mean().item(),
+            "top_share": (chosen.sum(0).max() / len(masks)).item(),
+            "max_prob": float("nan") if probs is None else probs.detach().amax(-1).mean().item()}

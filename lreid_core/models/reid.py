@@ -21,7 +21,7 @@ class ReIDModel(nn.Module):
         super().__init__()
         self.backbone = build_backbone(cfg.backbone, cfg.pretrained, cfg.last_stride, cfg.width)
         self.feat_dim = self.backbone.out_channels
-        self.head = BNNeckHead(self.feat_dim)
+        self.head = BNNeckHead(self.feat_dim, per_step=cfg.neck == "per_step")
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         fmap = self.backbone(x)                   # (B, C, h, w)

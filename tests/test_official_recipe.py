@@ -1,0 +1,189 @@
+"""The official-code recipe (DESIGN 4): every text-vs-code switch changes the quantity it names, the RKD relation
+term vanishes for identical models, its scale matches CE's, the global learning-rate schedule, per-step BN necks,
+the teacher's batch-statistics necks and the ``form: text`` preset."""
+import copy
+
+import pytest
+import torch
+
+from lreid_core.config import TEXT_FORM, load_config
+from lreid_core.methods import create_method
+from lreid_core.methods.patchkd import PatchKD
+from lreid_core.models.heads import BNNeckHead, batch_statistics
+from lreid_core.train import build_optimizer, lr_factor
+
+pytestmark = pytest.mark.usefixtures("one_thread")   # fixture in tests/conftest.py
+CLASSES = 6
+
+
+def make(profile: str = "smoke", **overrides) -> PatchKD:
+    """PatchKD in its second step (teacher present), the student moved away from the teacher."""
+    torch.manual_seed(0)
+    m = create_method("patchkd", load_config(profile_name=profile, overrides=overrides or None))
+    m.before_step(0, CLASSES)
+    m.after_step(0)
+    m.before_step(1, CLASSES)
+    with torch.no_grad():
+        for p in m.model.backbone.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    m.train(True)
+    return m
+
+
+def batch(n: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(n, 3, 32, 16, generator=g), torch.arange(n // 2).repeat_interleave(2) + CLASSES
+
+
+def terms_of(m: PatchKD) -> dict[str, float]:
+    x, y = batch()
+    torch.manual_seed(5)                                      # the same Gumbel noise for every variant
+    return {k: v.item() for k, v in m.loss(x, y).items()}
+
+
+# each switch, flipped from the official code's default to the text's form, and the terms it must change
+SWITCHES = [
+    ({"method": {"relation_distance": "raw"}}, {"prd"}),
+    ({"method": {"relation_reduction": "set"}}, {"prd"}),
+    ({"method": {"kd_tau2": False}}, {"kd", "pld"}),
+    ({"method": {"conf_as_kd": False}}, {"conf"}),
+    ({"method": {"kd_classes": "old"}}, {"kd", "pld"}),
+    ({"method": {"teacher_bn": "running"}}, {"kd", "conf", "pld"}),
+    ({"method": {"div_on_bn": False}}, {"div"}),
+    ({"method": {"div_offdiag": False}}, {"div"}),
+    ({"method": {"routing": "fig2"}}, set()),                # values equal; gradients differ (test_patchkd)
+    ({"train": {"label_smoothing": 0.0}}, {"ce"}),
+    ({"train": {"ce_classes": "seen"}}, {"ce"}),
+]
+
+
+@pytest.mark.parametrize("switch, changed", SWITCHES, ids=lambda v: str(v))
+def test_each_switch_changes_what_it_names(switch, changed):
+    base, flipped = terms_of(make()), terms_of(make(**switch))
+    assert set(base) == set(flipped)
+    for name in base:
+        same = abs(base[name] - flipped[name]) <= 1e-6 * max(1.0, abs(base[name]))
+        assert same != (name in changed), f"{switch}: {name} {base[name]:.6g} -> {flipped[name]:.6g}"
+
+
+def test_relation_loss_zero_for_a_copy_of_the_teacher():
+    m = make()
+    teacher = copy.deepcopy(m.model).eval()
+    m.train(False)
+    x, _ = batch()
+    terms, _ = m.patch_terms(m.model(x)["fmap"], teacher(x)["fmap"])
+    assert terms["prd"].item() == pytest.approx(0.0, abs=1e-6)
+    assert m.inspect(x, teacher=teacher)["loss_prd"].item() == pytest.approx(0.0, abs=1e-6)
+
+
+def step_two_terms(distance: str) -> dict[str, float]:
+    """Demo profile, iteration 0 of step 2 after 60 iterations of step 1 on images of 100 colour prototypes:
+    the student equals the teacher except for its BN mode (train vs eval)."""
+    torch.manual_seed(0)
+    m = create_method("patchkd", load_config(profile_name="demo", overrides={"method": {"relation_distance": distance}}))
+    classes = 100
+    m.before_step(0, classes)
+    m.label_space = 5 * classes
+    g = torch.Generator().manual_seed(0)
+    protos = torch.rand(classes, 3, 1, 1, generator=g)
+
+    def draw(offset: int) -> tuple[torch.Tensor, torch.Tensor]:
+        y = torch.randint(classes, (8,), generator=g).repeat_interleave(4)
+        return protos[y] + 0.3 * torch.rand(len(y), 3, 64, 32, generator=g), y + offset
+
+    opt, _ = build_optimizer(m.cfg, m.optim_groups(), torch.device("cpu"), 100)
+    m.train(True)
+    for _ in range(60):                                       # the BN running statistics settle
+        loss = sum(m.loss(*draw(0)).values())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    m.after_step(0)
+    m.before_step(1, classes)
+    m.train(True)
+    return {k: v.item() for k, v in m.loss(*draw(classes)).items()}
+
+
+def test_weighted_relation_term_is_of_the_order_of_ce_at_the_start_of_step_two():
+    """gamma3 = 100 belongs to RKD-normalised distances: with them the weighted L_PRD is of the order of CE;
+    raw distances (what made PatchKD stop learning new domains) are orders of magnitude larger."""
+    rkd, raw = step_two_terms("rkd"), step_two_terms("raw")
+    msg = f"weighted L_PRD {rkd['prd']:.3f} (raw distances: {raw['prd']:.1f}) vs CE {rkd['ce']:.3f}"
+    assert 0 < rkd["prd"] <= 3 * rkd["ce"], msg
+    assert raw["prd"] > 30 * rkd["prd"], msg
+
+
+def test_global_schedule_trains_later_steps_at_a_hundredth():
+    cfg = load_config(profile_name="smoke")                   # 2 epochs x 4 iterations, milestone 1, lag 1
+    total = cfg.train.epochs * cfg.train.iters_per_epoch
+    assert [lr_factor(cfg, [1], 0, it, total) for it in range(total)] == [1.0] * 8
+    cfg.train.milestone_lag = 0
+    assert [lr_factor(cfg, [1], 0, it, total) for it in range(total)] == [1.0] * 4 + [pytest.approx(0.1)] * 4
+    paper = load_config(profile_name="paper")
+    total = paper.train.epochs * paper.train.iters_per_epoch
+    assert lr_factor(paper, paper.train.milestones, 0, 0, total) == 1.0
+    assert lr_factor(paper, paper.train.milestones, 0, 26 * 150, total) == pytest.approx(0.1)   # epoch 26
+    assert lr_factor(paper, paper.train.milestones, 0, 25 * 150, total) == 1.0                  # code's lag
+    for step in (1, 2, 4):
+        assert lr_factor(paper, paper.train.milestones, step, 0, total) == pytest.approx(0.01)
+    sampler = paper.method.sampler_milestones                 # 75, 85 on the global epoch
+    assert lr_factor(paper, sampler, 1, 0, total) == 1.0
+    assert lr_factor(paper, sampler, 1, 30 * 150, total) == pytest.approx(0.1)                  # global 80
+    assert lr_factor(paper, sampler, 2, 0, total) == pytest.approx(0.01)
+    paper.train.lr_schedule = "per_step"
+    assert lr_factor(paper, paper.train.milestones, 2, 0, total) == 1.0
+
+
+def test_optimizer_groups_give_the_sampler_its_own_schedule():
+    m = make(profile="smoke", train={"lr": 1e-3}, method={"sampler_lr": 5e-4})
+    opt, sched = build_optimizer(m.cfg, m.optim_groups(), torch.device("cpu"), 8, step=1)
+    main, sampler = opt.param_groups
+    assert {id(p) for p in sampler["params"]} == {id(p) for p in m.sampler.parameters()}
+    assert len(main["params"]) + len(sampler["params"]) == len(m.parameters())
+    assert sched.get_last_lr() == [pytest.approx(1e-3 * 0.1), pytest.approx(5e-4)]   # smoke milestone [1]: global epoch 2
+
+
+def test_per_step_necks_and_retrieval_on_the_latest():
+    head = BNNeckHead(4, per_step=True)
+    head.grow(3)
+    head.grow(2)
+    assert len(head.necks) == 2 and head.neck is head.necks[1]
+    with torch.no_grad():
+        head.necks[0].weight.fill_(2.0)
+    head.eval()
+    feat = torch.randn(5, 4)
+    bn, logits = head(feat)
+    assert torch.allclose(bn, head.necks[1](feat)) and logits.shape == (5, 5)
+    assert torch.allclose(logits[:, :3], head.classifier.blocks[0](head.necks[0](feat)))
+    shared = BNNeckHead(4, per_step=False)
+    shared.grow(3)
+    shared.grow(2)
+    assert len(shared.necks) == 1
+
+
+def test_teacher_batch_statistics_leave_running_stats_alone():
+    head = BNNeckHead(4)
+    head.grow(3)
+    head.eval()
+    before = head.neck.running_mean.clone()
+    feat = 5 + torch.randn(16, 4)
+    with batch_statistics(head):
+        bn, _ = head(feat)
+    assert torch.allclose(bn.mean(0), torch.zeros(4), atol=1e-5)           # normalised with the batch's stats
+    assert torch.equal(head.neck.running_mean, before) and not head.training
+    assert head.neck.track_running_stats
+    bn_eval, _ = head(feat)
+    assert not torch.allclose(bn_eval.mean(0), torch.zeros(4), atol=1e-2)  # eval mode: running statistics
+
+
+def test_text_form_sets_every_switch_and_explicit_keys_win():
+    code = load_config(profile_name="smoke")
+    text = load_config(profile_name="smoke", overrides={"form": "text", "method": {"kd_tau2": True}})
+    for key, value in TEXT_FORM.items():
+        section, name = key.split(".")
+        got = getattr(getattr(text, section), name)
+        if key == "method.kd_tau2":
+            assert got is True
+            continue
+        assert got == value, key
+        assert getattr(getattr(code, section), name) != value, f"{key}: the default must be the code's form"
