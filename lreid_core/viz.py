@@ -107,7 +107,8 @@ def overlay_array(image: torch.Tensor, masks: torch.Tensor, grid: tuple[int, int
     branch's colour; returns an (H, W, 3) uint8 array (pure numpy, so it does not depend on the plotting backend).
 
     ``masks`` is (K, h*w) one-hot; ``grid`` the feature map's (h, w); a cell covers H/h x W/w pixels.
-    ``branches`` lists the branches to draw (default: all).
+    ``branches`` lists the branches to draw (default: all). Branch r's rectangle is inset by r * thickness
+    pixels, so branches that chose the same cell stay visible as nested rectangles.
     """
     out = image.permute(1, 2, 0).cpu().numpy().copy()
     big_h, big_w = out.shape[:2]
@@ -117,6 +118,8 @@ def overlay_array(image: torch.Tensor, masks: torch.Tensor, grid: tuple[int, int
         x0, y0, cw, ch = _grid_boxes(masks, grid, (big_h, big_w))[r]
         x0, y0 = int(round(x0)), int(round(y0))
         x1, y1 = min(big_w, int(round(x0 + cw))), min(big_h, int(round(y0 + ch)))
+        inset = min(r * thickness, (x1 - x0) // 2 - 1, (y1 - y0) // 2 - 1)
+        x0, y0, x1, y1 = x0 + inset, y0 + inset, x1 - inset, y1 - inset
         t = max(1, min(thickness, (x1 - x0) // 2, (y1 - y0) // 2))
         out[y0:y0 + t, x0:x1] = colors[r]
         out[y1 - t:y1, x0:x1] = colors[r]
@@ -138,8 +141,9 @@ def patch_overlay(image: torch.Tensor, masks: torch.Tensor, grid: tuple[int, int
     boxes = _grid_boxes(masks, grid, (h_img, w_img))
     for r in range(k) if branches is None else branches:
         x0, y0, cw, ch = boxes[r]
-        ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), cw, ch, fill=False, edgecolor=colors[r], linewidth=linewidth,
-                               label=f"branch {r + 1}"))
+        inset = r * min(cw, ch) / (2.5 * k)                    # nested: coinciding cells stay visible
+        ax.add_patch(Rectangle((x0 - 0.5 + inset, y0 - 0.5 + inset), cw - 2 * inset, ch - 2 * inset, fill=False,
+                               edgecolor=colors[r], linewidth=linewidth, label=f"branch {r + 1}"))
     ax.set_xticks([]), ax.set_yticks([])
     if title:
         ax.set_title(title, fontsize=8)
