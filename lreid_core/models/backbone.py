@@ -80,6 +80,20 @@ def _load_imagenet(net: nn.Module, path: str, name: str) -> None:
     net.load_state_dict(state, strict=False)
 
 
+def feature_grid(name: str, height: int, width: int, last_stride: int = 1) -> tuple[int, int]:
+    """(h, w) of the feature map for an input of ``height x width``, without building the net.
+
+    Every stride-s layer (3x3/pad 1 convs, 1x1 downsample convs, resnet's 7x7/pad 3 stem and 3x3/pad 1
+    max-pool) maps n to ceil(n / s): ``small`` has strides 2, 1, 2, 2, last_stride; the torchvision
+    ResNets 2 (stem), 2 (max-pool), 1, 2, 2, last_stride.
+    """
+    strides = [2, 1, 2, 2, last_stride] if name == "small" else [2, 2, 1, 2, 2, last_stride]
+    h, w = height, width
+    for s in strides:
+        h, w = -(-h // s), -(-w // s)
+    return h, w
+
+
 def build_backbone(name: str, pretrained: str = "", last_stride: int = 1, width: int = 16) -> nn.Module:
     """``resnet50`` (paper), ``resnet18`` or ``small`` (of stage width ``width``); the module has ``out_channels``."""
     if name == "small":
