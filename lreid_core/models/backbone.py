@@ -11,6 +11,7 @@ from torchvision.models import resnet18, resnet50
 from torchvision.models.resnet import BasicBlock
 
 from ..errors import LReIDError
+from ..io import safe_load
 
 _warned_random_init = False
 
@@ -62,13 +63,11 @@ def _load_imagenet(net: nn.Module, path: str, name: str) -> None:
             _warned_random_init = True
         return
     file = Path(path)
-    if not file.is_file():
-        raise LReIDError(f"ImageNet weights file not found: {file}")
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
-        raise LReIDError(f"could not read weights file {file}: {type(exc).__name__}") from None
+    state = safe_load(file, "ImageNet weights file")
     state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise LReIDError(f"weights file {file} is not a state dict (name -> tensor), it holds a {type(state).__name__}")
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     own = net.state_dict()
     missing = [k for k in own if k not in state and not k.startswith("fc.")]
