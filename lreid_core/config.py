@@ -300,7 +300,6 @@ def validate(cfg: Config) -> None:
 def _validate_relations(cfg: Config) -> None:
     """Ranges the first iteration would trip over, and relations between fields (domains, K vs the grid)."""
     from .data.benchmark import resolve_order
-    from .models.backbone import feature_grid
 
     t, m, d = cfg.train, cfg.method, cfg.data
     if t.k_imgs < 2:
@@ -343,6 +342,8 @@ def _validate_relations(cfg: Config) -> None:
     if both := [n for n in d.unseen if n in order]:
         raise LReIDError(f"{', '.join(both)} is both seen (data.order) and unseen (data.unseen)")
     if m.name == "patchkd":
+        from .models.backbone import feature_grid
+
         gh, gw = feature_grid(cfg.model.backbone, d.height, d.width, cfg.model.last_stride)
         if m.k > gh * gw:
             raise LReIDError(f"method.k={m.k} patches exceed the {gh}x{gw} feature grid of a {d.height}x{d.width} "

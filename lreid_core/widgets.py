@@ -13,7 +13,6 @@ import ipywidgets as widgets
 import matplotlib.colors as mcolors
 import numpy as np
 import torch
-import yaml
 from IPython.display import clear_output, display
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -25,6 +24,7 @@ from .data.cache import load_images
 from .errors import LReIDError
 from .io import brief, check_checkpoint, safe_load
 from .methods import Method, create_method
+from .results import stored_config
 from .viz import branch_colors, overlay_array, score_maps
 
 
@@ -74,7 +74,7 @@ class PatchExplorer:
         if not self.checkpoints:
             raise FileNotFoundError(f"no step checkpoints under {Path(run_dir) / 'checkpoints'}")
         if cfg is None:
-            cfg = config_from_dict(yaml.safe_load(Path(run_dir, "config.yaml").read_text()))
+            cfg = stored_config(run_dir)
         self.cfg, self.bench, self.display_size = cfg, bench, display_size
         self.tests = {t.domain: t for t in bench.seen + bench.unseen}
         self._methods: dict[str, Method] = {}
