@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import shutil
 import sys
 import time
@@ -9,9 +10,53 @@ from pathlib import Path
 
 from .errors import LReIDError
 
+# Settings a resumed run may change (they do not change its numbers); every other flag is refused on --resume.
+SAFE_ON_RESUME = ("train.device", "train.eval_batch", "train.ckpt_every", "data.cache_device")
 
-def _run_methods(cfg, methods: list[str], out: Path, progress: bool = True):
-    """Train every method in ``methods`` on one benchmark; each run lands in out/<method>."""
+
+def _method_list(text: str) -> list[str]:
+    """``--methods`` as a list of registered names (default: all); one line for unknown, empty or repeated ones."""
+    from .methods import list_methods
+
+    if not text:
+        return list_methods()
+    methods = [m.strip() for m in text.split(",")]
+    if unknown := [m for m in methods if m not in list_methods()]:
+        raise LReIDError(f"--methods: unknown method {unknown[0]!r}; valid methods: {', '.join(list_methods())}")
+    if len(set(methods)) != len(methods):
+        raise LReIDError(f"--methods lists a method twice: {text}")
+    return methods
+
+
+def check_demo_folders(out: Path, methods: list[str], overwrite: bool) -> list[Path]:
+    """The run folders ``out/<method>`` a demo would replace; refuses any in the way (one line naming it).
+
+    A folder holding a run is replaced only with ``overwrite``; a file, or a non-empty folder that holds no
+    run, never is.
+    """
+    from .io import check_output_dir
+    from .results import holds_run
+
+    check_output_dir(out)
+    replace = []
+    for name in methods:
+        run_dir = out / name
+        if not run_dir.exists():
+            continue
+        if not run_dir.is_dir():
+            raise LReIDError(f"{run_dir} is in the way: a file where the {name} run folder goes (not replacing it)")
+        if holds_run(run_dir):
+            if not overwrite:
+                raise LReIDError(f"{run_dir} already holds a run; pass --overwrite to replace it, or choose another --out")
+            replace.append(run_dir)
+        elif any(run_dir.iterdir()):
+            raise LReIDError(f"{run_dir} is in the way: a non-empty folder that holds no run (not replacing it)")
+    return replace
+
+
+def _run_methods(cfg, methods: list[str], out: Path, progress: bool = True, replace: list[Path] = ()):
+    """Train every method in ``methods`` on one benchmark; each run lands in out/<method> (the run folders in
+    ``replace`` are deleted just before their method trains)."""
     from .data.benchmark import build_benchmark
     from .train import Trainer
 
@@ -19,7 +64,7 @@ def _run_methods(cfg, methods: list[str], out: Path, progress: bool = True):
     results = []
     for name in methods:
         run_dir = out / name
-        if run_dir.exists():
+        if run_dir in replace:
             shutil.rmtree(run_dir)
         t0 = time.perf_counter()
         cfg.method.name = name
@@ -39,18 +84,20 @@ def write_table(results, out: Path) -> None:
 
 
 def cmd_demo(args) -> None:
-    from .config import load_config, parse_overrides
-    from .methods import list_methods
+    from .config import load_config, parse_overrides, validate
     from .results import format_table
     from .viz import save_demo_figures
 
     cfg = load_config(profile_name=args.profile, overrides=parse_overrides(args.set))
-    methods = args.methods.split(",") if args.methods else list_methods()
+    methods = _method_list(args.methods)
+    for name in methods:                        # every method's config must validate before anything runs
+        validate(copy.deepcopy(cfg) if name == cfg.method.name else _with_method(cfg, name))
     out = Path(args.out)
+    replace = check_demo_folders(out, methods, args.overwrite)
     print(f"lreid demo: profile {cfg.profile}, order {' -> '.join(cfg.data.order)}, "
           f"unseen {', '.join(cfg.data.unseen)}, methods {', '.join(methods)}", flush=True)
     start = time.perf_counter()
-    results = _run_methods(cfg, methods, out)
+    results = _run_methods(cfg, methods, out, replace=replace)
     wall = time.perf_counter() - start
     write_table(results, out)
     figures = save_demo_figures(results, out)
@@ -58,6 +105,12 @@ def cmd_demo(args) -> None:
     print(f"\n(mAP/R1 in %, averaged over the {len(cfg.data.order)} seen / {len(cfg.data.unseen)} unseen domains after "
           f"the last step; Forget = mean mAP drop of earlier domains)\nwall time {wall:.0f} s; table: {out / 'table.csv'}; "
           f"figures: {', '.join(str(p) for p in figures[:2])}")
+
+
+def _with_method(cfg, name: str):
+    cfg = copy.deepcopy(cfg)
+    cfg.method.name = name
+    return cfg
 
 
 def _run_overrides(args) -> dict:
@@ -89,36 +142,70 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 def cmd_run(args) -> None:
     from .config import load_config
     from .data.benchmark import build_benchmark
-    from .results import format_table
+    from .io import check_output_dir
+    from .results import format_table, holds_run
     from .train import Trainer
 
+    checkpoint = False
     if args.resume:
-        cfg, out = _resumable(Path(args.resume))
+        cfg, out = _resumable(args)
+        checkpoint = (out / "checkpoints" / "last.pt").is_file()
+        if not checkpoint:
+            print(f"no checkpoint yet in {out}: starting it from scratch with its stored config", flush=True)
     else:
         cfg = load_config(args.config, profile_name=args.profile, overrides=_run_overrides(args))
         out = Path(args.out) if args.out else Path(cfg.out_dir) / f"{cfg.profile}-{cfg.method.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        if (out / "config.yaml").exists():
+        check_output_dir(out)
+        if holds_run(out):
             raise LReIDError(f"run directory already holds a run: {out} (choose another --out, or --resume it)")
     bench = build_benchmark(cfg)
     trainer = Trainer(cfg, cfg.method.name, bench, out, progress=not args.quiet)
-    if args.resume:
+    if checkpoint:
         trainer.resume()
     print(format_table([trainer.fit()]))
     print(f"run directory: {out}")
 
 
-def _resumable(run_dir: Path):
-    """The config of an interrupted run directory, with one-line errors for anything else."""
-    import yaml
+def _resumable(args):
+    """(config, run directory) of ``--resume DIR``: an unfinished run folder (with or without a checkpoint) and
+    its stored config, changed only by the result-neutral ``--set`` keys; one-line errors for anything else."""
+    from .config import config_from_dict, parse_overrides, validate
+    from .results import RunResult, flatten, stored_config
 
-    from .config import config_from_dict
-
-    if not (run_dir / "config.yaml").is_file() or not (run_dir / "checkpoints" / "last.pt").is_file():
-        raise LReIDError(f"not a resumable run directory (needs config.yaml and checkpoints/last.pt): {run_dir}")
-    metrics = run_dir / "metrics.json"
-    if metrics.is_file() and '"status": "done"' in metrics.read_text():
-        raise LReIDError(f"run already finished: {run_dir}")
-    return config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text())), run_dir
+    run_dir = Path(args.resume)
+    if not (run_dir / "config.yaml").is_file():
+        raise LReIDError(f"not a resumable run directory (no config.yaml): {run_dir}")
+    given = [f"--{name.replace('_', '-')}" for name in ("config", "profile", "method", "order", "data_root")
+             if getattr(args, name)]
+    if args.out and Path(args.out).resolve() != run_dir.resolve():
+        given.append("--out")
+    if given:
+        raise LReIDError(f"--resume continues {run_dir} with its stored config; {', '.join(given)} would change "
+                         f"the run (drop it, or start a new run)")
+    if (run_dir / "metrics.json").is_file():
+        try:
+            done = RunResult.load(run_dir).status == "done"
+        except LReIDError:
+            done = False                         # a damaged metrics.json is rewritten by the resumed run
+        if done:
+            raise LReIDError(f"run already finished: {run_dir}")
+    cfg = stored_config(run_dir)
+    overrides = flatten(parse_overrides(args.set))
+    if overrides:
+        data = cfg.to_dict()
+        known = flatten(data)
+        if unknown := [k for k in overrides if k not in known]:
+            raise LReIDError(f"unknown config key {unknown[0]!r}")
+        if unsafe := [k for k in overrides if k not in SAFE_ON_RESUME]:
+            raise LReIDError(f"--resume: --set {', '.join(unsafe)} would change the run; only "
+                             f"{', '.join(SAFE_ON_RESUME)} may differ from its stored config")
+        for key, value in overrides.items():
+            section, name = key.split(".")
+            data[section][name] = value
+        cfg = config_from_dict(data)
+        validate(cfg)
+        print(f"resume: applying {', '.join(args.set)} (does not change the results)", flush=True)
+    return cfg, run_dir
 
 
 def cmd_synth(args) -> None:
@@ -144,6 +231,9 @@ def cmd_bench(args) -> None:
 def cmd_report(args) -> None:
     from .report import build_report, write_report
 
+    from .io import check_output_dir
+
+    check_output_dir(Path(args.out))
     report = build_report(args.run_dirs)
     md = write_report(report, Path(args.out), figures=not args.no_figures)
     print(report.text())
@@ -153,8 +243,11 @@ def cmd_report(args) -> None:
 def cmd_sweep(args) -> None:
     from .sweep import run_sweep, write_sweep_outputs
 
+    from .io import check_output_dir
+
     overrides = _run_overrides(args)
     out = Path(args.out) if args.out else Path("runs") / f"sweep-{args.key}"
+    check_output_dir(out)
     cells = run_sweep(args.key, args.values, out, overrides, config=args.config, profile=args.profile,
                       progress=not args.quiet, log=lambda line: print(line, flush=True))
     csv_path, png_path = write_sweep_outputs(args.key, cells, out)
@@ -170,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--methods", default="", help="comma list (default: every registered method)")
     d.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     d.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, e.g. train.epochs=2")
+    d.add_argument("--overwrite", action="store_true", help="replace run folders OUT/<method> that hold a run")
     d.set_defaults(func=cmd_demo)
 
     r = sub.add_parser("run", help="one method over one domain order (real data or synthetic)")

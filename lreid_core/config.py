@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -344,8 +345,62 @@ def validate(cfg: Config) -> None:
             raise LReIDError(f"train.device={t.device!r} but no CUDA device is available")
     if cfg.model.width < 4:
         raise LReIDError(f"model.width must be >= 4, got {cfg.model.width}")
+    _validate_relations(cfg)
     if cfg.model.pretrained and not Path(cfg.model.pretrained).is_file():
         raise LReIDError(f"model.pretrained weights file not found: {cfg.model.pretrained}")
+
+
+def _validate_relations(cfg: Config) -> None:
+    """Ranges the first iteration would trip over, and relations between fields (domains, K vs the grid)."""
+    from .data.benchmark import resolve_order
+
+    t, m, d = cfg.train, cfg.method, cfg.data
+    if t.k_imgs < 2:
+        raise LReIDError(f"train.k_imgs must be >= 2 (a triplet needs a positive of the same identity), got {t.k_imgs}")
+    for name in ("lr_decay", "clr_base_lr", "clr_max_lr", "joint_epochs_factor"):
+        value = getattr(t, name)
+        if not (math.isfinite(value) and value > 0):
+            raise LReIDError(f"train.{name} must be a positive number, got {value}")
+    if t.lr_decay > 1:
+        raise LReIDError(f"train.lr_decay must be in (0, 1] (lr *= lr_decay at each milestone), got {t.lr_decay}")
+    if t.clr_max_lr < t.clr_base_lr:
+        raise LReIDError(f"train.clr_max_lr={t.clr_max_lr} is below train.clr_base_lr={t.clr_base_lr}")
+    for name in ("weight_decay", "triplet_margin"):
+        value = getattr(t, name)
+        if not (math.isfinite(value) and value >= 0):
+            raise LReIDError(f"train.{name} must be a finite non-negative number, got {value}")
+    if t.clr_step_size < 1:
+        raise LReIDError(f"train.clr_step_size must be >= 1 iteration, got {t.clr_step_size}")
+    if t.ckpt_every < 0:
+        raise LReIDError(f"train.ckpt_every must be >= 0 (0: only at each step's end), got {t.ckpt_every}")
+    if any(ms <= 0 for ms in t.milestones):
+        raise LReIDError(f"train.milestones must be positive epochs, got {t.milestones}")
+    if t.device != "auto" and t.device != "cpu" and not re.fullmatch(r"cuda(:\d+)?", t.device):
+        raise LReIDError(f"train.device={t.device!r} is not one of auto, cpu, cuda, cuda:N")
+    if d.cache_device not in ("auto", "cpu") and not re.fullmatch(r"cuda(:\d+)?", d.cache_device):
+        raise LReIDError(f"data.cache_device={d.cache_device!r} is not one of auto, cpu, cuda, cuda:N")
+    if d.cache_device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise LReIDError(f"data.cache_device={d.cache_device!r} but no CUDA device is available")
+    if cfg.model.last_stride not in (1, 2):
+        raise LReIDError(f"model.last_stride must be 1 or 2, got {cfg.model.last_stride}")
+    if m.scorer_hidden < 0:
+        raise LReIDError(f"method.scorer_hidden must be >= 0 (0: 2C), got {m.scorer_hidden}")
+    order = resolve_order(d.order)
+    for key, names in (("data.order", order), ("data.unseen", d.unseen)):
+        if dup := sorted({n for n in names if names.count(n) > 1}):
+            raise LReIDError(f"{key} lists {', '.join(dup)} twice")
+    if both := [n for n in d.unseen if n in order]:
+        raise LReIDError(f"{', '.join(both)} is both seen (data.order) and unseen (data.unseen)")
+    if m.name == "patchkd":
+        from .models.backbone import feature_grid
+
+        gh, gw = feature_grid(cfg.model.backbone, d.height, d.width, cfg.model.last_stride)
+        if m.k > gh * gw:
+            raise LReIDError(f"method.k={m.k} patches exceed the {gh}x{gw} feature grid of a {d.height}x{d.width} "
+                             f"input ({cfg.model.backbone}, last_stride {cfg.model.last_stride})")
 
 
 def save_config(cfg: Config, path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Atomic file writes: every file lands whole (temp file in the same folder, then os.replace) or not at all."""
+"""File I/O the tool trusts nothing about: atomic writes (temp file in the same folder, then os.replace; whole or
+not at all, with the umask's permissions) and the one safe loader for checkpoints and weights files."""
 from __future__ import annotations
 
 import json
@@ -10,15 +11,35 @@ from typing import Any, Callable
 from .errors import LReIDError
 
 
+def brief(exc: BaseException) -> str:
+    """``Type: first line of the message`` (at most 200 characters) for one-line errors."""
+    text = (str(exc).strip() or "-").splitlines()[0][:200]
+    return f"{type(exc).__name__}: {text}"
+
+
+def umask() -> int:
+    """The process umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temp file beside ``path`` and rename it into place; clean up on failure."""
+    """Call ``write(tmp)`` on a temp file beside ``path`` and rename it into place; clean up on failure.
+
+    The file gets the mode a plain ``open(path, "w")`` would give (0o666 minus the umask), not mkstemp's 0o600.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise LReIDError(f"could not write {path}: {exc.strerror or exc}") from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~umask())
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
@@ -26,6 +47,33 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def check_output_dir(path: Path, what: str = "--out") -> None:
+    """Refuse an output folder that is a file, lies under a file, or cannot be written, before any work.
+
+    Writability is probed for real (a temp folder made and removed in the nearest existing ancestor), so it
+    holds for root, read-only mounts and ACLs alike; nothing is left on disk.
+    """
+    path = Path(path)
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise LReIDError(f"{what} {path}: {probe} is a file, not a folder")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".lreid-probe.", dir=probe))
+    except OSError as exc:
+        raise LReIDError(f"{what} {path} is not writable ({probe}: {exc.strerror or exc})") from None
+
+
+def remove_stale_tmp(folder: Path) -> list[Path]:
+    """Delete the ``.<name>.XXXX.tmp`` files an interrupted ``atomic_write`` left in ``folder``; returns them."""
+    folder = Path(folder)
+    stale = [p for p in folder.glob(".*.tmp") if p.is_file()] if folder.is_dir() else []
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -40,3 +88,83 @@ def atomic_torch_save(path: Path, obj: Any) -> None:
     import torch
 
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def safe_load(path: str | Path, what: str, map_location: Any = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``: tensors and plain containers only, never arbitrary pickled code.
+
+    Every failure is one ``LReIDError`` line naming ``what`` and the file: missing, empty, damaged, or holding
+    objects that cannot be loaded safely (e.g. a pickle ``__reduce__`` payload, which is refused, not run).
+    """
+    import pickle
+    import warnings
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise LReIDError(f"{what} not found: {path}")
+    if path.stat().st_size == 0:
+        raise LReIDError(f"{what} {path} is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")      # e.g. "pickle protocol 4" notes on a plain pickle file
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "unsupported global" in str(exc).lower():
+            raise LReIDError(f"refusing to load {what} {path}: it holds objects other than tensors and plain "
+                             f"containers (not loadable with weights_only=True)") from None
+        raise LReIDError(f"{what} {path} is damaged or not a torch file (unpickling failed)") from None
+    except MemoryError:
+        raise LReIDError(f"{what} {path} is damaged or not a torch file (implausible sizes)") from None
+    except Exception as exc:  # noqa: BLE001 - truncated zip, bad header, ...: all the same user error
+        raise LReIDError(f"{what} {path} is damaged or not a torch file ({type(exc).__name__})") from None
+
+
+def check_checkpoint(ckpt: Any, path: Path, method: str, config: dict[str, Any] | None,
+                     keys: tuple[str, ...] = ("method", "config", "state")) -> dict[str, Any]:
+    """A loaded Trainer checkpoint, checked before use: a dict with ``keys``, of ``method`` and of ``config``
+    (result-neutral settings aside). One line naming the file otherwise."""
+    from .results import config_differences
+
+    if not isinstance(ckpt, dict):
+        raise LReIDError(f"{path} is not a checkpoint of this tool (it holds a {type(ckpt).__name__}, not a dict)")
+    if missing := [k for k in keys if k not in ckpt]:
+        raise LReIDError(f"{path} is not a checkpoint of this tool (no {', '.join(missing)})")
+    if ckpt["method"] != method:
+        raise LReIDError(f"checkpoint {path} is of method {ckpt['method']!r}, not {method!r} as its run")
+    if config is not None:
+        if not isinstance(ckpt["config"], dict):
+            raise LReIDError(f"checkpoint {path} has no readable config")
+        if diff := config_differences(ckpt["config"], config):
+            raise LReIDError(f"checkpoint {path} was written with another config than its run "
+                             f"(differs in {', '.join(diff[:5])}{', ...' if len(diff) > 5 else ''})")
+    return ckpt
+
+
+def check_resume_state(ckpt: dict[str, Any], path: Path) -> None:
+    """The resume fields of ``last.pt`` have the types ``Trainer.resume`` and a continued step use."""
+    import torch
+
+    from .results import check_metrics
+
+    def bad(key: str) -> LReIDError:
+        return LReIDError(f"checkpoint {path}: field {key!r} is missing or of the wrong type")
+
+    for key in ("step", "iter", "global_iter"):
+        if isinstance(ckpt.get(key), bool) or not isinstance(ckpt.get(key), int) or ckpt[key] < 0:
+            raise bad(key)
+    if not isinstance(ckpt.get("rng"), torch.Tensor) or ckpt["rng"].dtype != torch.uint8:
+        raise bad("rng")
+    if not isinstance(ckpt.get("state"), dict):
+        raise bad("state")
+    check_metrics(ckpt.get("result"), path)
+    if ckpt["iter"] > 0:
+        sampler = ckpt.get("sampler")
+        if not isinstance(sampler, dict) or not isinstance(sampler.get("generator"), torch.Tensor):
+            raise bad("sampler")
+        if not isinstance(ckpt.get("generator"), torch.Tensor):
+            raise bad("generator")
+        for key in ("optimizer", "scheduler"):
+            if not isinstance(ckpt.get(key), dict):
+                raise bad(key)

@@ -4,13 +4,20 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .errors import LReIDError
 from .io import atomic_write_json, atomic_write_text
+
+# Settings that do not change a run's numbers: a resumed run may change them, and a stored run counts as
+# "the same config" whatever they are.
+RESULT_NEUTRAL = frozenset({"train.device", "train.eval_batch", "train.ckpt_every", "data.cache_device", "out_dir"})
+RUN_MARKERS = ("config.yaml", "metrics.json", "checkpoints", "tb")   # what a Trainer writes into a run folder
 
 
 @dataclass
@@ -86,12 +93,141 @@ class RunResult:
 
     @classmethod
     def load(cls, run_dir: str | Path) -> "RunResult":
+        """``metrics.json`` of a run directory, checked field by field (one line naming the file and key)."""
         path = Path(run_dir) / "metrics.json"
         if not path.is_file():
             raise LReIDError(f"not a run directory (no metrics.json): {run_dir}")
-        data = json.loads(path.read_text())
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise LReIDError(f"unreadable {path}: {str(exc).splitlines()[0]}") from None
+        check_metrics(data, path)
         data.pop("summary", None)
         return cls(**data)
+
+
+def _fail(path: Path, key: str, why: str) -> LReIDError:
+    return LReIDError(f"{path}: {key} {why}")
+
+
+def _check_rows(rows: Any, path: Path, key: str, domains: set[str]) -> None:
+    """``rows`` is a list of {domain: {metric: fraction}} with only known domains and finite fractions."""
+    if not isinstance(rows, list):
+        raise _fail(path, key, f"must be a list of steps, got {type(rows).__name__}")
+    for t, row in enumerate(rows):
+        where = f"{key}[{t}]"
+        if not isinstance(row, dict):
+            raise _fail(path, where, f"must map domains to metrics, got {type(row).__name__}")
+        for domain, metrics in row.items():
+            if domain not in domains:
+                raise _fail(path, f"{where}.{domain}", "is not a domain of this run's order or unseen sets")
+            if not isinstance(metrics, dict) or not {"mAP", "R1"} <= set(metrics):
+                raise _fail(path, f"{where}.{domain}", "must hold mAP and R1")
+            for name, value in metrics.items():
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                    raise _fail(path, f"{where}.{domain}.{name}", f"must be a finite number, got {value!r}")
+                if not 0 <= value <= 1:
+                    raise _fail(path, f"{where}.{domain}.{name}",
+                                f"= {value} is not a fraction in [0, 1] (percent scale?)")
+
+
+def check_metrics(data: Any, path: Path) -> None:
+    """Reject a ``metrics.json`` whose structure or values a RunResult cannot mean (wrong types, NaN, percents)."""
+    if not isinstance(data, dict):
+        raise LReIDError(f"{path}: must hold a JSON object, got {type(data).__name__}")
+    for key in ("method", "order", "unseen", "steps", "status"):
+        if key not in data:
+            raise _fail(path, key, "is missing")
+    known = {"method", "order", "unseen", "steps", "trained", "variants", "status", "wall_s", "summary"}
+    if unknown := sorted(set(data) - known):
+        raise _fail(path, unknown[0], "is not a metrics.json field")
+    if not isinstance(data["method"], str) or not isinstance(data["status"], str):
+        raise _fail(path, "method/status", "must be strings")
+    for key in ("order", "unseen", "trained"):
+        value = data.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise _fail(path, key, "must be a list of domain names")
+    if not data["order"]:
+        raise _fail(path, "order", "is empty")
+    domains = set(data["order"]) | set(data["unseen"])
+    _check_rows(data["steps"], path, "steps", domains)
+    if len(data.get("trained", [])) != len(data["steps"]):
+        raise _fail(path, "trained", f"has {len(data.get('trained', []))} entries for {len(data['steps'])} steps")
+    if data["steps"] and not set(data["unseen"]) <= set(data["steps"][-1]):
+        raise _fail(path, "steps[-1]", "lacks an unseen domain")
+    variants = data.get("variants", {})
+    if not isinstance(variants, dict):
+        raise _fail(path, "variants", "must map variant names to step lists")
+    for name, rows in variants.items():
+        _check_rows(rows, path, f"variants.{name}", domains)
+    wall = data.get("wall_s", 0.0)
+    if isinstance(wall, bool) or not isinstance(wall, (int, float)):
+        raise _fail(path, "wall_s", f"must be a number, got {wall!r}")
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"lr": 1}}`` -> ``{"train.lr": 1}``."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def config_differences(stored: dict[str, Any], wanted: dict[str, Any],
+                       ignore: frozenset[str] = RESULT_NEUTRAL) -> list[str]:
+    """Dotted keys whose values differ between two config dicts (after a YAML round trip), minus ``ignore``."""
+    import yaml
+
+    a, b = (flatten(yaml.safe_load(yaml.safe_dump(c, sort_keys=True)) or {}) for c in (stored, wanted))
+    return sorted(k for k in set(a) | set(b) if k not in ignore and a.get(k) != b.get(k))
+
+
+def stored_config(run_dir: str | Path):
+    """The validated ``Config`` stored in a run directory's ``config.yaml``; one line naming the file otherwise."""
+    import yaml
+
+    from .config import config_from_dict, validate
+
+    path = Path(run_dir) / "config.yaml"
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise LReIDError(f"unreadable {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    if not isinstance(data, dict):
+        raise LReIDError(f"{path} does not hold a config mapping")
+    try:
+        cfg = config_from_dict(data)
+        validate(cfg)
+    except LReIDError as exc:
+        raise LReIDError(f"stored config {path} no longer validates: {exc}") from None
+    return cfg
+
+
+def holds_run(folder: str | Path) -> bool:
+    """Whether ``folder`` holds anything a Trainer writes (config, metrics, checkpoints, TensorBoard logs)."""
+    return any((Path(folder) / m).exists() for m in RUN_MARKERS)
+
+
+def finished_run(folder: str | Path, cfg: Any) -> RunResult | None:
+    """The result in ``folder`` when it holds a finished run of config ``cfg`` (result-neutral keys aside), else None.
+
+    For reusing existing run folders (e.g. a notebook's demo runs) instead of training again; a damaged,
+    unfinished or differently configured run gives None.
+    """
+    import yaml
+
+    folder = Path(folder)
+    try:
+        result = RunResult.load(folder)
+        stored = yaml.safe_load((folder / "config.yaml").read_text())
+    except (LReIDError, OSError, yaml.YAMLError):
+        return None
+    if result.status != "done" or not isinstance(stored, dict):
+        return None
+    return None if config_differences(stored, cfg.to_dict()) else result
 
 
 def format_table(results: list[RunResult]) -> str:

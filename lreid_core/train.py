@@ -12,12 +12,12 @@ from tqdm.auto import tqdm
 
 from .config import Config, save_config
 from .data.augment import augment
-from .data.benchmark import Benchmark, TrainSet
+from .data.benchmark import Benchmark, TrainSet, check_test_split
 from .data.cache import load_images
 from .data.sampler import PKSampler
 from .errors import LReIDError
 from .evaluate import evaluate_testset
-from .io import atomic_torch_save
+from .io import atomic_torch_save, brief, check_checkpoint, check_resume_state, remove_stale_tmp, safe_load
 from .methods import Method, create_method
 from .results import RunResult
 
@@ -124,6 +124,7 @@ class Trainer:
             load_images([r.path for r in ts.records], d.height, d.width, desc=f"decode {ts.domain}")
             PKSampler(ts.labels, t.p_ids, t.k_imgs, where=ts.domain)
         for ts in self.bench.seen + self.bench.unseen:
+            check_test_split(ts)
             for part, records in (("query", ts.query), ("gallery", ts.gallery)):
                 load_images([r.path for r in records], d.height, d.width, desc=f"decode {ts.domain} {part}")
 
@@ -132,6 +133,8 @@ class Trainer:
         if self.run_dir is None:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        for folder in (self.run_dir, self.run_dir / "checkpoints"):
+            remove_stale_tmp(folder)             # left by an interrupted atomic write
         save_config(self.cfg, self.run_dir / "config.yaml")
         if self.tensorboard and self.writer is None:
             from torch.utils.tensorboard import SummaryWriter
@@ -236,6 +239,7 @@ class Trainer:
         if it >= 0:
             terms = ", ".join(k for k, v in running.items() if not torch.isfinite(v)) or "loss"
             last = self.run_dir / "checkpoints" / "last.pt" if self.run_dir is not None else "none (no run directory)"
+            last = last if not isinstance(last, Path) or last.is_file() else "no checkpoint yet"
             raise LReIDError(f"loss became non-finite ({terms}) at step {step + 1}, iteration {it}; "
                              f"training stopped, last good checkpoint: {last}")
 
@@ -298,8 +302,13 @@ class Trainer:
         path = self.run_dir / "checkpoints" / "last.pt" if self.run_dir is not None else None
         if path is None or not path.is_file():
             raise LReIDError(f"nothing to resume: no checkpoint at {path}")
-        ckpt = torch.load(path, map_location=self.device, weights_only=False)
-        self.method.load_state_dict(ckpt["state"])
+        ckpt = check_checkpoint(safe_load(path, "checkpoint", map_location=self.device), path, self.method.name,
+                                self.cfg.to_dict())
+        check_resume_state(ckpt, path)
+        try:
+            self.method.load_state_dict(ckpt["state"])
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
+            raise LReIDError(f"checkpoint {path} does not fit this {self.method.name} model ({brief(exc)})") from None
         self.result = RunResult(**ckpt["result"])
         self.global_iter = ckpt["global_iter"]
         torch.set_rng_state(ckpt["rng"].cpu())

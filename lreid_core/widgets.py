@@ -13,7 +13,6 @@ import ipywidgets as widgets
 import matplotlib.colors as mcolors
 import numpy as np
 import torch
-import yaml
 from IPython.display import clear_output, display
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -22,7 +21,10 @@ from .config import Config, config_from_dict
 from .data.augment import normalize
 from .data.benchmark import Benchmark
 from .data.cache import load_images
+from .errors import LReIDError
+from .io import brief, check_checkpoint, safe_load
 from .methods import Method, create_method
+from .results import stored_config
 from .viz import branch_colors, overlay_array, score_maps
 
 
@@ -34,11 +36,18 @@ def step_checkpoints(run_dir: str | Path) -> dict[str, Path]:
 
 
 def load_checkpoint(path: str | Path, cfg: Config | None = None) -> Method:
-    """A method restored from a Trainer checkpoint (eval mode, on the CPU)."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    cfg = cfg or config_from_dict(ckpt["config"])
-    method = create_method(ckpt["method"], cfg, "cpu")
-    method.load_state_dict(ckpt["state"])
+    """A method restored from a Trainer checkpoint (eval mode, on the CPU); one-line ``LReIDError`` for a file
+    that is hostile, damaged, not a checkpoint, or of another method than ``cfg``."""
+    ckpt = safe_load(path, "checkpoint")
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("method"), str):
+        raise LReIDError(f"{path} is not a checkpoint of this tool")
+    check_checkpoint(ckpt, Path(path), cfg.method.name if cfg else ckpt["method"], cfg.to_dict() if cfg else None)
+    try:
+        cfg = cfg or config_from_dict(ckpt["config"])
+        method = create_method(ckpt["method"], cfg, "cpu")
+        method.load_state_dict(ckpt["state"])
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
+        raise LReIDError(f"checkpoint {path} does not fit its {ckpt['method']} model ({brief(exc)})") from None
     method.train(False)
     return method
 
@@ -65,7 +74,7 @@ class PatchExplorer:
         if not self.checkpoints:
             raise FileNotFoundError(f"no step checkpoints under {Path(run_dir) / 'checkpoints'}")
         if cfg is None:
-            cfg = config_from_dict(yaml.safe_load(Path(run_dir, "config.yaml").read_text()))
+            cfg = stored_config(run_dir)
         self.cfg, self.bench, self.display_size = cfg, bench, display_size
         self.tests = {t.domain: t for t in bench.seen + bench.unseen}
         self._methods: dict[str, Method] = {}

@@ -20,7 +20,7 @@ OVERRIDES = ["train.deterministic=true", "train.ckpt_every=2", "train.epochs=3",
 def _position(last):
     """(step index, iteration) of the newest resume checkpoint, or None while there is none."""
     try:
-        ckpt = torch.load(last, weights_only=False, map_location="cpu")
+        ckpt = torch.load(last, weights_only=True, map_location="cpu")
     except (FileNotFoundError, EOFError, RuntimeError):
         return None
     return ckpt["step"], ckpt["iter"]

@@ -34,7 +34,7 @@ def bench(tmp_path_factory) -> tuple[Path, dict[str, Path]]:
 def test_layout_and_names(bench):
     root, paths = bench
     assert set(paths) == set(DOMS)
-    assert sorted(p.name for p in root.iterdir()) == sorted(DOMS)  # no .tmp left behind
+    assert sorted(p.name for p in root.iterdir() if p.name != ".lock") == sorted(DOMS)  # no .tmp left behind
     for dom, path in paths.items():
         assert path == root / dom
         meta = json.loads((path / "synthetic.json").read_text())
@@ -98,7 +98,7 @@ def test_changed_parameters_regenerate(tmp_path):
     S.make_benchmark(tmp_path, domains=["synth_b"], seed=0, **SMALL)
     S.make_benchmark(tmp_path, domains=["synth_b"], seed=0, **{**SMALL, "ids_per_domain": 4})
     assert len({p for p, _, _ in _parse(tmp_path / "synth_b" / "bounding_box_train")}) == 4
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["synth_b"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "synth_b"]      # no .tmp or .old.tmp left
 
 
 def test_custom_style_objects(tmp_path):

@@ -39,6 +39,25 @@ class Benchmark:
         return [t.domain for t in self.train]
 
 
+INT64 = (-(2 ** 63), 2 ** 63 - 1)
+
+
+def check_test_split(ts: TestSet) -> None:
+    """Before training: ids and cameras fit an int64, and some query has a gallery match from another camera
+    (the evaluation protocol skips same-camera matches); one line naming the domain otherwise."""
+    for part, records in (("query", ts.query), ("gallery", ts.gallery)):
+        for r in records:
+            for name, value in (("id", r.pid), ("camera", r.camid)):
+                if not INT64[0] <= value <= INT64[1]:
+                    raise LReIDError(f"{ts.domain} {part}: {name} {value} of {r.path} does not fit an int64")
+    cams: dict[int, set[int]] = {}
+    for r in ts.gallery:
+        cams.setdefault(r.pid, set()).add(r.camid)
+    if not any(cams.get(r.pid, set()) - {r.camid} for r in ts.query):
+        raise LReIDError(f"{ts.domain}: no query has a gallery match from another camera, so nothing can be "
+                         f"evaluated (check its query and gallery folders)")
+
+
 def resolve_order(order: list[str] | str) -> list[str]:
     """``"order1"``/``"order2"`` or a comma list or a list of dataset names -> list of names."""
     if isinstance(order, str):

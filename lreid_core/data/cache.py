@@ -12,6 +12,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from ..errors import LReIDError
+from ..io import brief
 
 _MEMO: dict[tuple, torch.Tensor] = {}
 
@@ -24,7 +25,9 @@ def _decode(path: str, size: tuple[int, int]) -> np.ndarray:
     except FileNotFoundError:
         raise LReIDError(f"image file not found: {path}") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise LReIDError(f"corrupt or truncated image {path}: {exc}") from None
+        raise LReIDError(f"corrupt or truncated image {path}: {brief(exc)}") from None
+    except Exception as exc:  # noqa: BLE001 - decompression bombs, odd modes, ...: PIL refuses it either way
+        raise LReIDError(f"image {path} cannot be decoded ({brief(exc)})") from None
 
 
 def load_images(paths: list[str], height: int, width: int, desc: str = "decode") -> torch.Tensor:

@@ -30,10 +30,12 @@ stable hash (SHA-256, never Python's ``hash()``).
 from __future__ import annotations
 
 import colorsys
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -42,6 +44,7 @@ import numpy as np
 from PIL import Image
 
 from lreid_core.errors import LReIDError
+from lreid_core.io import umask
 
 __all__ = [
     "ATTRIBUTES",
@@ -939,17 +942,53 @@ def _render_chunk(tmp: str, style: DomainStyle, params: Mapping[str, Any], seed:
     return stop - start
 
 
-def _finalize(root: Path, style: DomainStyle, params: Mapping[str, Any]) -> None:
-    tmp, final = root / f".{style.name}.tmp", root / style.name
-    meta = {
-        "params": dict(params),
-        "style": asdict(style),
-        "splits": {s: sum(1 for _ in (tmp / s).iterdir()) for s in SPLITS},
-    }
+def _inventory(folder: Path) -> dict[str, list[int]] | None:
+    """``{split: [file count, total bytes]}`` of a domain folder, or None when a split folder is missing."""
+    out = {}
+    for split in SPLITS:
+        if not (folder / split).is_dir():
+            return None
+        sizes = [f.stat().st_size for f in (folder / split).iterdir()]
+        out[split] = [len(sizes), sum(sizes)]
+    return out
+
+
+def domain_complete(folder: Path, params: Mapping[str, Any]) -> bool:
+    """Whether ``folder`` holds a whole domain made with ``params``: its manifest ``synthetic.json`` (written
+    last) names the same parameters and the files on disk match the manifest's counts and byte totals."""
+    try:
+        meta = json.loads((folder / "synthetic.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("params") == dict(params) and meta.get("files") == _inventory(folder)
+
+
+@contextlib.contextmanager
+def _cache_lock(root: Path):
+    """Exclusive ``flock`` on ``root/.lock`` while a process writes into the cache (no-op without fcntl)."""
+    try:
+        import fcntl
+    except ImportError:                      # not POSIX: no cross-process lock
+        yield
+        return
+    with open(root / ".lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _finalize(root: Path, tmp: Path, style: DomainStyle, params: Mapping[str, Any]) -> None:
+    """Write the manifest into the finished ``tmp`` folder (last), then swap it in for ``root/<domain>``."""
+    final = root / style.name
+    meta = {"params": dict(params), "style": asdict(style), "files": _inventory(tmp)}
     (tmp / "synthetic.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
+    old = tmp.with_name(tmp.name[: -len(".tmp")] + ".old.tmp")
     if final.exists():
-        shutil.rmtree(final)
+        os.replace(final, old)               # the stale or half-written domain, removed once the new one is in
     os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _check_int(label: str, val: Any, lo: int) -> None:
@@ -985,10 +1024,12 @@ def make_benchmark(
     or :class:`DomainStyle` objects (e.g. ``dataclasses.replace(get_style("synth_a"),
     name="synth_a_easy", occlusion=0.0)``).  Files are ``PPPP_cCs1_FFFFFF_00.jpg``.
 
-    Each domain is written to ``root/.<domain>.tmp`` and renamed into place, with a
-    ``synthetic.json`` of its parameters; a domain whose json matches is reused unless
-    ``overwrite``.  ``workers`` forked processes render in parallel (default: up to 4 for jobs of
-    >= 3000 images, else 1; serial where fork is unavailable); the bytes do not depend on it.
+    Each domain is written to a private temp folder ``root/.<domain>.XXXX.tmp`` and renamed into
+    place, under an exclusive lock on ``root/.lock`` (concurrent processes wait, then reuse it), with
+    a manifest ``synthetic.json`` of its parameters and file counts written last; a domain is reused
+    only when its manifest matches the parameters and the files on disk (else it is regenerated)
+    and ``overwrite`` is off.  ``workers`` forked processes render in parallel (default: up to 4 for
+    jobs of >= 3000 images, else 1; serial where fork is unavailable); the bytes do not depend on it.
     """
     if domains is None:
         names = list(DEFAULT_DOMAINS + DEFAULT_UNSEEN)
@@ -1021,8 +1062,7 @@ def make_benchmark(
     except OSError as exc:
         raise LReIDError(f"make_benchmark: cannot create {root}: {exc}") from None
 
-    todo: list[tuple[DomainStyle, dict[str, Any], int]] = []
-    out: dict[str, Path] = {}
+    jobs: list[tuple[DomainStyle, dict[str, Any], int]] = []
     for style in styles:
         params = {
             "generator_version": GENERATOR_VERSION, "spec": style.name,
@@ -1032,36 +1072,42 @@ def make_benchmark(
             "cameras": int(cameras) if cameras is not None else style.cameras,
             "height": int(height), "width": int(width), "distractors": int(distractors),
         }
-        out[style.name] = root / style.name
-        meta = root / style.name / "synthetic.json"
-        if not overwrite and meta.is_file():
-            try:
-                if json.loads(meta.read_text()).get("params") == params:
-                    continue
-            except (OSError, ValueError):
-                pass
-        todo.append((style, params, stable_seed("domain", int(seed), style.name)))
-    if not todo:
-        return out
+        jobs.append((style, params, stable_seed("domain", int(seed), style.name)))
+    out = {style.name: root / style.name for style, _, _ in jobs}
+    if not overwrite and all(domain_complete(root / s.name, p) for s, p, _ in jobs):
+        return out                                         # fast path: no lock needed to reuse a whole cache
+    with _cache_lock(root):
+        # another process may have finished some domains while this one waited for the lock
+        todo = [job for job in jobs if overwrite or not domain_complete(root / job[0].name, job[1])]
+        if todo:
+            _render_domains(root, todo, progress, workers)
+    return out
 
+
+def _render_domains(root: Path, todo: list[tuple[DomainStyle, dict[str, Any], int]], progress: bool,
+                    workers: int | None) -> None:
+    """Render ``todo`` (under the cache lock) into private temp folders and swap each one in when whole."""
     sizes = [len(_plan_domain(s, p, sd)) for s, p, sd in todo]
     total = sum(sizes)
     if workers is None:
         workers = min(4, os.cpu_count() or 1) if total >= 3000 else 1
     _check_int("workers", workers, 1)
+    for style, _, _ in todo:                               # left by killed processes (the lock is ours)
+        for stale in root.glob(f".{style.name}.*tmp"):
+            shutil.rmtree(stale, ignore_errors=True)
 
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total, desc="synthetic benchmark", unit="img")
-    tmps = [root / f".{s.name}.tmp" for s, _, _ in todo]
+    tmps: list[Path] = []
     try:
-        for tmp in tmps:
-            if tmp.exists():
-                shutil.rmtree(tmp)
+        for style, _, _ in todo:
+            tmps.append(Path(tempfile.mkdtemp(prefix=f".{style.name}.", suffix=".tmp", dir=root)))
+            os.chmod(tmps[-1], 0o777 & ~umask())            # mkdtemp makes 0700; the cache follows the umask
             for split in SPLITS:
-                (tmp / split).mkdir(parents=True)
+                (tmps[-1] / split).mkdir()
         done = [False] * len(todo)
         if workers > 1:
             _render_parallel(todo, sizes, tmps, workers, bar, root, done)
@@ -1071,14 +1117,13 @@ def make_benchmark(
             if bar is not None:
                 bar.set_description(f"synthetic {style.name}")
             _render_chunk(str(tmps[k]), style, params, dseed, 0, sizes[k], bar)
-            _finalize(root, style, params)
+            _finalize(root, tmps[k], style, params)
     finally:
         if bar is not None:
             bar.close()
         for tmp in tmps:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
-    return out
 
 
 def _render_parallel(todo, sizes, tmps, workers, bar, root: Path, done: list[bool]) -> None:
@@ -1115,7 +1160,7 @@ def _render_parallel(todo, sizes, tmps, workers, bar, root: Path, done: list[boo
                     bar.update(count)
                 left[k] -= 1
                 if left[k] == 0:
-                    _finalize(root, todo[k][0], todo[k][1])
+                    _finalize(root, tmps[k], todo[k][0], todo[k][1])
                     done[k] = True
     except BrokenProcessPool:
         if bar is not None:  # the serial fallback re-renders the unfinished domains from scratch

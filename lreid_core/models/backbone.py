@@ -11,6 +11,7 @@ from torchvision.models import resnet18, resnet50
 from torchvision.models.resnet import BasicBlock
 
 from ..errors import LReIDError
+from ..io import safe_load
 
 _warned_random_init = False
 
@@ -62,13 +63,11 @@ def _load_imagenet(net: nn.Module, path: str, name: str) -> None:
             _warned_random_init = True
         return
     file = Path(path)
-    if not file.is_file():
-        raise LReIDError(f"ImageNet weights file not found: {file}")
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
-        raise LReIDError(f"could not read weights file {file}: {type(exc).__name__}") from None
+    state = safe_load(file, "ImageNet weights file")
     state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise LReIDError(f"weights file {file} is not a state dict (name -> tensor), it holds a {type(state).__name__}")
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     own = net.state_dict()
     missing = [k for k in own if k not in state and not k.startswith("fc.")]
@@ -78,6 +77,20 @@ def _load_imagenet(net: nn.Module, path: str, name: str) -> None:
         raise LReIDError(f"weights file {file} does not fit {name}: {len(missing)} missing, {len(unexpected)} "
                          f"unexpected, {len(wrong)} wrongly shaped tensors")
     net.load_state_dict(state, strict=False)
+
+
+def feature_grid(name: str, height: int, width: int, last_stride: int = 1) -> tuple[int, int]:
+    """(h, w) of the feature map for an input of ``height x width``, without building the net.
+
+    Every stride-s layer (3x3/pad 1 convs, 1x1 downsample convs, resnet's 7x7/pad 3 stem and 3x3/pad 1
+    max-pool) maps n to ceil(n / s): ``small`` has strides 2, 1, 2, 2, last_stride; the torchvision
+    ResNets 2 (stem), 2 (max-pool), 1, 2, 2, last_stride.
+    """
+    strides = [2, 1, 2, 2, last_stride] if name == "small" else [2, 2, 1, 2, 2, last_stride]
+    h, w = height, width
+    for s in strides:
+        h, w = -(-h // s), -(-w // s)
+    return h, w
 
 
 def build_backbone(name: str, pretrained: str = "", last_stride: int = 1, width: int = 16) -> nn.Module:
