@@ -168,7 +168,7 @@ def test_smoke_run_and_checkpoint_round_trip(smoke, tmp_path):
         assert math.isfinite(s["forgetting_mAP"])
     # step 1: one head, so task-aware and agnostic features coincide
     assert result.variants["task_aware"][0] == result.steps[0]
-    ckpt = torch.load(run / "checkpoints" / f"step{len(bench.order)}.pt", weights_only=False)
+    ckpt = torch.load(run / "checkpoints" / f"step{len(bench.order)}.pt", weights_only=True)
     assert ckpt["state"]["classes"] == [t.num_classes for t in bench.train]
     fresh = create_method("covariance", cfg)
     fresh.load_state_dict(ckpt["state"])

@@ -238,7 +238,7 @@ def test_smoke_run_end_to_end(smoke, tmp_path):
     for row in result.steps:
         for metrics in row.values():
             assert all(math.isfinite(v) and 0 <= v <= 1 for v in metrics.values()), metrics
-    ckpt = torch.load(run / "checkpoints" / "step2.pt", weights_only=False)
+    ckpt = torch.load(run / "checkpoints" / "step2.pt", weights_only=True)
     assert ckpt["method"] == "patchkd"
     fresh = create_method("patchkd", cfg)
     fresh.load_state_dict(ckpt["state"])
@@ -249,6 +249,6 @@ def test_smoke_run_end_to_end(smoke, tmp_path):
     assert torch.equal(fresh.embed(x), trained.embed(x))
     assert fresh.old is not None and fresh.sampler is not None
     # the sampler has no teacher in step 1 (no gradient, still at its init) and trains in step 2
-    step1 = torch.load(run / "checkpoints" / "step1.pt", weights_only=False)["state"]["extra"]
+    step1 = torch.load(run / "checkpoints" / "step1.pt", weights_only=True)["state"]["extra"]
     key = "sampler.scorer.0.weight"
     assert not torch.equal(step1[key], ckpt["state"]["extra"][key])

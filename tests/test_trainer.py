@@ -43,7 +43,7 @@ def test_lwf_run_directory(smoke, tmp_path):
     # step 1 evaluates only the first seen domain (+ unseen); step 2 both
     assert set(result.steps[0]) == {bench.order[0]} | {u.domain for u in bench.unseen}
     # checkpoint round trip: same embeddings
-    ckpt = torch.load(run / "checkpoints" / "step2.pt", weights_only=False)
+    ckpt = torch.load(run / "checkpoints" / "step2.pt", weights_only=True)
     fresh = create_method("lwf", cfg)
     fresh.load_state_dict(ckpt["state"])
     trained = Trainer(cfg, "lwf", bench, progress=False).method
