@@ -87,10 +87,12 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_run(args) -> None:
+    """Train one run; under ``torchrun`` (``WORLD_SIZE`` > 1) every process joins one data-parallel run."""
+    from . import distributed
     from .config import load_config
     from .data.benchmark import build_benchmark
     from .results import format_table
-    from .train import Trainer
+    from .train import Trainer, resolve_device
 
     if args.resume:
         cfg, out = _resumable(Path(args.resume))
@@ -99,12 +101,17 @@ def cmd_run(args) -> None:
         out = Path(args.out) if args.out else Path(cfg.out_dir) / f"{cfg.profile}-{cfg.method.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         if (out / "config.yaml").exists():
             raise LReIDError(f"run directory already holds a run: {out} (choose another --out, or --resume it)")
-    bench = build_benchmark(cfg)
-    trainer = Trainer(cfg, cfg.method.name, bench, out, progress=not args.quiet)
-    if args.resume:
-        trainer.resume()
-    print(format_table([trainer.fit()]))
-    print(f"run directory: {out}")
+    with distributed.session(resolve_device(cfg.train.device), cfg.train.dist_timeout):
+        out = Path(distributed.broadcast_object(str(out)))     # rank 0's default name (it holds a timestamp)
+        with distributed.local_main_first():                   # one writer of the synthetic benchmark per node
+            bench = build_benchmark(cfg)
+        trainer = Trainer(cfg, cfg.method.name, bench, out, progress=not args.quiet)
+        if args.resume:
+            trainer.resume()
+        result = trainer.fit()
+        if distributed.is_main():
+            print(format_table([result]))
+            print(f"run directory: {out}")
 
 
 def _resumable(run_dir: Path):
