@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import warnings
 from datetime import timedelta
 from typing import Iterable, Iterator
@@ -43,6 +44,14 @@ from .errors import LReIDError
 
 ERROR_KEY = "lreid/error"     # the first rank's one-line error, read by the ranks it stopped
 _store: dist.Store | None = None
+
+
+class _Terminated(Exception):
+    """SIGTERM, which torchrun sends to the other ranks when one rank exits with an error."""
+
+
+def _terminate(signum, frame) -> None:
+    raise _Terminated()
 
 
 def active() -> bool:
@@ -83,9 +92,10 @@ def rank_device(device: torch.device) -> torch.device:
 def session(device: torch.device, timeout_s: float) -> Iterator[torch.device]:
     """Join the ``torchrun`` process group for the block (a no-op in a plain process); yields this rank's device.
 
-    Collectives that wait longer than ``timeout_s`` fail. Ranks other than 0 are quiet (no tqdm bars, no
-    warnings). A ``LReIDError`` on one rank is published in the rendezvous store; a rank stopped by it (its
-    collective fails when the failing rank exits, or times out) raises the same one-line error.
+    Collectives that wait longer than ``timeout_s`` fail. Ranks other than 0 are quiet (the Trainer and the
+    image cache draw no bars there; warnings are ignored). A ``LReIDError`` on one rank is published in the rendezvous store; a rank stopped by it (its
+    collective fails when the failing rank exits, or times out, or torchrun terminates it) raises the same
+    one-line error.
     """
     global _store
     if not launched() or active():
@@ -99,20 +109,30 @@ def session(device: torch.device, timeout_s: float) -> Iterator[torch.device]:
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo", store=_store, rank=r, world_size=world,
                             timeout=timeout)
     if r != 0:
-        os.environ["TQDM_DISABLE"] = "1"
         warnings.filterwarnings("ignore")
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         yield device
     except LReIDError as exc:
         _publish(str(exc))
         raise
-    except dist.DistError as exc:
+    except (RuntimeError, _Terminated) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise LReIDError(_peer_error() or f"rank {r} stopped: another rank failed or a collective timed out "
-                                           f"after {timeout_s:g} s ({first[:200]})") from None
+        peer = _peer_error()
+        if peer is None and not _stopped_by_peer(exc, first):
+            raise
+        raise LReIDError(peer or f"rank {r} stopped: another rank failed, a collective timed out after "
+                                 f"{timeout_s:g} s, or torchrun terminated it ({first[:200]})") from None
     finally:
+        signal.signal(signal.SIGTERM, previous)
         dist.destroy_process_group()
         _store = None
+
+
+def _stopped_by_peer(exc: BaseException, first: str) -> bool:
+    """A collective that failed because another rank is gone or late (gloo raises plain RuntimeErrors)."""
+    return isinstance(exc, (dist.DistError, _Terminated)) or any(
+        word in first.lower() for word in ("gloo", "nccl", "connection", "timed out", "timeout"))
 
 
 def _publish(message: str) -> None:
