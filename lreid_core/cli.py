@@ -199,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--methods", default="base,lwf,patchkd", help="train: comma list")
     b.add_argument("--compile", action="store_true", help="train: also time the torch.compile'd step (CUDA)")
     b.add_argument("--out", default="", help="train: also write the figures as JSON here")
+    b.add_argument("--nproc", type=int, default=0, help="train: images/s data-parallel for 1, 2, 4, ... N processes")
     b.set_defaults(func=cmd_bench)
 
     rp = sub.add_parser("report", help="Table 2 (Markdown + CSV), heatmaps, evolution curves, forgetting from run dirs")
