@@ -4,18 +4,29 @@ Rows: the *plain eager* baseline (pre-normalised float batches already on the de
 ReID training step without a data path), then each method's real step *including data* (uint8 cache on the device
 -> PK indices -> batched augmentation -> step with fused Adam), eager and, on CUDA, under ``torch.compile``; then
 feature-extraction throughput and a projection of a full order-1 run (5 steps x 50 epochs x 150 iterations).
+
+``--nproc N`` instead times the same step data-parallel (as under torchrun: each rank's PK share, gradient
+all-reduce; NCCL on CUDA, gloo on CPU) for world sizes 1, 2, 4, ... N in one run, the same global batch each
+time, and reports global images/s per world size (on CPU the threads are split evenly over the processes).
 """
 from __future__ import annotations
 
 import json
+import os
+import socket
+import tempfile
 import time
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
 from .config import Config, profile
+from .errors import LReIDError
 from .data.augment import augment, normalize
-from .data.sampler import PKSampler
+from . import distributed
+from .data.sampler import DistributedPKSampler
 from .losses import reid_loss
 from .methods import create_method, list_methods
 from .models.reid import ReIDModel
@@ -73,13 +84,15 @@ def plain_eager(cfg: Config, iters: int, warmup: int) -> float:
 
 
 def method_step(cfg: Config, name: str, iters: int, warmup: int, compile_model: bool = False) -> float:
-    """Seconds per step of ``name`` in its second domain step (teacher present), data path included."""
-    device = resolve_device(cfg.train.device)
+    """Seconds per step of ``name`` in its second domain step (teacher present), data path included; inside a
+    process group, this rank's share of the global batch with the gradient all-reduce."""
+    device = distributed.rank_device(resolve_device(cfg.train.device))
     torch.manual_seed(0)
     t = cfg.train
     classes = 500
     images, labels = _fake_domain(cfg, device, classes)
-    sampler = PKSampler(labels.cpu(), t.p_ids, t.k_imgs)
+    share = distributed.share()
+    sampler = DistributedPKSampler(labels.cpu(), t.p_ids, t.k_imgs, rank=share[0], world_size=share[1])
     method = create_method("finetune" if name == "base" else name, cfg, device)
     method.before_step(0, classes)
     method.after_step(0)
@@ -100,16 +113,73 @@ def method_step(cfg: Config, name: str, iters: int, warmup: int, compile_model: 
 
     def step() -> None:
         idx = next(sampler).to(device, non_blocking=True)
-        x = augment(images[idx], gen)
+        x = augment(images[idx], gen, share)
         if cuda and t.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and t.amp):
             loss = sum(method.loss(x, labels[idx]).values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        distributed.average_gradients(params)
         opt.step()
 
     return _timed(step, iters, warmup, device)
+
+
+def _ddp_worker(rank: int, world: int, port: int, threads: int, profile_name: str, methods: list[str], iters: int,
+                warmup: int, out: str) -> None:
+    """One rank of :func:`bench_ddp`: every method's step time, the slowest rank's, written by rank 0."""
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world))
+    torch.set_num_threads(threads)
+    cfg = profile(profile_name)
+    device = distributed.rank_device(resolve_device(cfg.train.device))
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if world == 1:                       # the plain single-process step, no process group
+        Path(out).write_text(json.dumps([method_step(cfg, m, iters, warmup) for m in methods]))
+        return
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", init_method=f"tcp://127.0.0.1:{port}",
+                            rank=rank, world_size=world)
+    try:
+        times = torch.tensor([method_step(cfg, m, iters, warmup) for m in methods], device=device)
+        dist.all_reduce(times, op=dist.ReduceOp.MAX)
+        if rank == 0:
+            Path(out).write_text(json.dumps(times.tolist()))
+    finally:
+        dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def bench_ddp(name: str, methods: list[str], iters: int, warmup: int, nproc: int) -> list[dict]:
+    """Seconds per global step and global images/s of each method for world sizes 1, 2, 4, ..., ``nproc``."""
+    cfg = profile(name)
+    cuda = resolve_device(cfg.train.device).type == "cuda"
+    if cuda and nproc > torch.cuda.device_count():
+        raise LReIDError(f"--nproc {nproc} needs {nproc} GPUs, {torch.cuda.device_count()} visible")
+    worlds = sorted({1, nproc} | {w for w in (2, 4, 8, 16, 32) if w < nproc})
+    for w in worlds:
+        DistributedPKSampler(list(range(cfg.train.p_ids)), cfg.train.p_ids, 1, world_size=w)   # P divisible by w
+    threads = torch.get_num_threads()
+    batch = cfg.train.p_ids * cfg.train.k_imgs
+    rows, single = [], {}
+    for world in worlds:
+        per_rank = 1 if cuda else max(1, threads // world)
+        with tempfile.TemporaryDirectory() as tmp:
+            out = str(Path(tmp) / "times.json")
+            mp.spawn(_ddp_worker, (world, _free_port(), per_rank, name, methods, iters, warmup, out), nprocs=world)
+            times = json.loads(Path(out).read_text())
+        for m, sec in zip(methods, times):
+            single.setdefault(m, sec)
+            rows.append({"row": f"{m} x{world}", "method": m, "world_size": world, "step_s": sec,
+                         "images_per_s": batch / sec, "speedup": single[m] / sec, "threads_per_rank": per_rank})
+            print(f"  {m:<10} world {world:<3} {'GPU' if cuda else f'{per_rank} thr'}/rank {1000 * sec:8.1f} ms/step "
+                  f"{batch / sec:9.1f} img/s  {single[m] / sec:5.2f}x vs 1 process", flush=True)
+    return rows
 
 
 @torch.no_grad()
@@ -143,7 +213,14 @@ def bench_train(args) -> list[dict]:
     dev_name = torch.cuda.get_device_name(device) if cuda else f"CPU ({torch.get_num_threads()} threads)"
     print(f"lreid bench train: profile {name}, {cfg.model.backbone} {cfg.data.height}x{cfg.data.width}, batch "
           f"{cfg.train.p_ids}x{cfg.train.k_imgs}, {iters} timed iterations, device {dev_name}, "
-          f"torch {torch.__version__}", flush=True)
+          f"torch {torch.__version__}{f', data-parallel up to {args.nproc} processes' if args.nproc else ''}",
+          flush=True)
+    if args.nproc:
+        rows = bench_ddp(name, methods, iters, warmup, args.nproc)
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps(rows, indent=2) + "\n")
+        return rows
     rows = []
 
     def add(label: str, sec: float, **extra) -> None:

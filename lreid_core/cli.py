@@ -140,11 +140,13 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_run(args) -> None:
+    """Train one run; under ``torchrun`` (``WORLD_SIZE`` > 1) every process joins one data-parallel run."""
+    from . import distributed
     from .config import load_config
     from .data.benchmark import build_benchmark
     from .io import check_output_dir
     from .results import format_table, holds_run
-    from .train import Trainer
+    from .train import Trainer, resolve_device
 
     checkpoint = False
     if args.resume:
@@ -158,12 +160,17 @@ def cmd_run(args) -> None:
         check_output_dir(out)
         if holds_run(out):
             raise LReIDError(f"run directory already holds a run: {out} (choose another --out, or --resume it)")
-    bench = build_benchmark(cfg)
-    trainer = Trainer(cfg, cfg.method.name, bench, out, progress=not args.quiet)
-    if checkpoint:
-        trainer.resume()
-    print(format_table([trainer.fit()]))
-    print(f"run directory: {out}")
+    with distributed.session(resolve_device(cfg.train.device), cfg.train.dist_timeout):
+        out = Path(distributed.broadcast_object(str(out)))     # rank 0's default name (it holds a timestamp)
+        with distributed.local_main_first():                   # one writer of the synthetic benchmark per node
+            bench = build_benchmark(cfg)
+        trainer = Trainer(cfg, cfg.method.name, bench, out, progress=not args.quiet)
+        if checkpoint:
+            trainer.resume()
+        result = trainer.fit()
+        if distributed.is_main():
+            print(format_table([result]))
+            print(f"run directory: {out}")
 
 
 def _resumable(args):
@@ -286,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--methods", default="base,lwf,patchkd", help="train: comma list")
     b.add_argument("--compile", action="store_true", help="train: also time the torch.compile'd step (CUDA)")
     b.add_argument("--out", default="", help="train: also write the figures as JSON here")
+    b.add_argument("--nproc", type=int, default=0, help="train: images/s data-parallel for 1, 2, 4, ... N processes")
     b.set_defaults(func=cmd_bench)
 
     rp = sub.add_parser("report", help="Table 2 (Markdown + CSV), heatmaps, evolution curves, forgetting from run dirs")

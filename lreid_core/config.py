@@ -81,6 +81,8 @@ class TrainConfig:
     eval_batch: int = 256
     ckpt_every: int = 500               # iterations between resume checkpoints (0: only at each step's end)
     joint_epochs_factor: float = 1.0    # joint: epochs x number of domains x this (paper: 250 = 5 x 50)
+    sync_bn: bool = False               # torchrun: BatchNorm statistics over the global batch (default per rank)
+    dist_timeout: float = 300.0         # torchrun: seconds a collective may wait for the other ranks
 
 
 @dataclass
@@ -305,6 +307,8 @@ def validate(cfg: Config) -> None:
         raise LReIDError(f"train.p_ids must be >= 2 for the triplet loss, got {t.p_ids}")
     if not (t.lr > 0 and math.isfinite(t.lr)):
         raise LReIDError(f"train.lr must be a positive number, got {t.lr}")
+    if not (t.dist_timeout > 0 and math.isfinite(t.dist_timeout)):
+        raise LReIDError(f"train.dist_timeout must be a positive number of seconds, got {t.dist_timeout}")
     if m.k < 1:
         raise LReIDError(f"method.k (patches per image) must be >= 1, got {m.k}")
     for name in ("tau", "gamma0", "gamma1", "gamma2", "gamma3", "cov_lambda", "cov_alpha", "spd_weight",

@@ -673,12 +673,20 @@ def extract_features(embed, images: torch.Tensor, batch_size: int, device: torch
 
 
 def evaluate_testset(trainer, testset, embed) -> dict[str, float]:
-    """mAP / R1 / mINP of ``embed`` on one domain's query/gallery (Euclidean distance)."""
-    q_imgs = trainer.images(testset.query, f"decode {testset.domain} query")
-    g_imgs = trainer.images(testset.gallery, f"decode {testset.domain} gallery")
+    """mAP / R1 / mINP of ``embed`` on one domain's query/gallery (Euclidean distance).
+
+    Under torchrun every rank embeds its share of the query and gallery images and the features are gathered
+    on every rank, which then computes the same metrics.
+    """
+    from . import distributed
+
     bs = trainer.cfg.train.eval_batch
-    qf = extract_features(embed, q_imgs, bs, trainer.device, trainer.amp)
-    gf = extract_features(embed, g_imgs, bs, trainer.device, trainer.amp)
+    feats = []
+    for part, records in (("query", testset.query), ("gallery", testset.gallery)):
+        imgs = trainer.images(records, f"decode {testset.domain} {part}")[distributed.shard(len(records))]
+        feats.append(distributed.gather_rows(extract_features(embed, imgs, bs, trainer.device, trainer.amp),
+                                             len(records)))
+    qf, gf = feats
     dist = euclidean_distmat(qf, gf)
     m = rank_metrics(dist, [r.pid for r in testset.query], [r.pid for r in testset.gallery],
                      [r.camid for r in testset.query], [r.camid for r in testset.gallery], max_rank=10)

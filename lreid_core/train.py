@@ -10,11 +10,12 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from . import distributed
 from .config import Config, save_config
 from .data.augment import augment
 from .data.benchmark import Benchmark, TrainSet, check_test_split
 from .data.cache import load_images
-from .data.sampler import PKSampler
+from .data.sampler import DistributedPKSampler
 from .errors import LReIDError
 from .evaluate import evaluate_testset
 from .io import atomic_torch_save, brief, check_checkpoint, check_resume_state, remove_stale_tmp, safe_load
@@ -97,13 +98,15 @@ class Trainer:
     def __init__(self, cfg: Config, method: str | Method, bench: Benchmark, run_dir: Path | None = None,
                  progress: bool = True, tensorboard: bool = True):
         self.cfg, self.bench = cfg, bench
-        self.device = resolve_device(cfg.train.device)
+        self.device = distributed.rank_device(resolve_device(cfg.train.device))
         seed_everything(cfg.train.seed, cfg.train.deterministic)
         self.method = create_method(method, cfg, self.device) if isinstance(method, str) else method
+        distributed.seed_rank(cfg.train.seed)
+        self.main = distributed.is_main()      # under torchrun only rank 0 writes files, bars and TensorBoard
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        self.progress = progress
+        self.progress = progress and self.main
         self.result = RunResult(self.method.name, bench.order, [u.domain for u in bench.unseen])
-        self.tensorboard = tensorboard
+        self.tensorboard = tensorboard and self.main
         self.writer = None
         self.amp = self.device.type == "cuda" and cfg.train.amp
         self.global_iter = 0
@@ -120,9 +123,10 @@ class Trainer:
         """Decode every training and test image and check every step's PK batches before anything is written,
         so a corrupt image or an unusable split fails with nothing on disk."""
         d, t = self.cfg.data, self.cfg.train
+        rank, world = distributed.share()
         for ts in self.steps():
             load_images([r.path for r in ts.records], d.height, d.width, desc=f"decode {ts.domain}")
-            PKSampler(ts.labels, t.p_ids, t.k_imgs, where=ts.domain)
+            DistributedPKSampler(ts.labels, t.p_ids, t.k_imgs, where=ts.domain, rank=rank, world_size=world)
         for ts in self.bench.seen + self.bench.unseen:
             check_test_split(ts)
             for part, records in (("query", ts.query), ("gallery", ts.gallery)):
@@ -130,7 +134,7 @@ class Trainer:
 
     def open_run_dir(self) -> None:
         """Create the run directory with its resolved config and TensorBoard writer (after preload)."""
-        if self.run_dir is None:
+        if self.run_dir is None or not self.main:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         for folder in (self.run_dir, self.run_dir / "checkpoints"):
@@ -167,7 +171,7 @@ class Trainer:
             self.result.wall_s = time.perf_counter() - start
             self.save(step)
         self.result.status = "done"
-        if self.run_dir is not None:
+        if self.run_dir is not None and self.main:
             self.result.save(self.run_dir)
         if self.writer is not None:
             self.writer.close()
@@ -182,10 +186,16 @@ class Trainer:
         total = epochs * t.iters_per_epoch
         images = self.images(ts.records, f"decode {ts.domain}")
         labels = torch.as_tensor(ts.labels, device=self.device)
-        sampler = PKSampler(ts.labels, t.p_ids, t.k_imgs, seed=t.seed * 1000 + step)
+        share = distributed.share()
+        sampler = DistributedPKSampler(ts.labels, t.p_ids, t.k_imgs, t.seed * 1000 + step, ts.domain, *share)
         resume, self.pending = self.pending, None
         if resume is None:
             self.method.before_step(step, ts.num_classes)
+        modules, params = list(self.method.modules().values()), self.method.parameters()
+        if t.sync_bn and share[1] > 1:
+            for m in modules:
+                distributed.convert_sync_bn(m)
+        distributed.broadcast_modules(modules)
         opt, sched = build_optimizer(cfg, self.method.optim_groups(), self.device, total, step)
         named = self.method.named_parameters()
         if t.lr_schedule == "global" and resume is None:     # one optimiser for the whole order (official code)
@@ -207,7 +217,7 @@ class Trainer:
                    disable=not self.progress, leave=False, mininterval=0.5, initial=first, total=total)
         for it in bar:
             idx = next(sampler).to(images.device, non_blocking=True)
-            x = augment(images[idx], gen).to(self.device, non_blocking=True)
+            x = augment(images[idx], gen, share).to(self.device, non_blocking=True)
             if self.device.type == "cuda" and t.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with self.autocast():
@@ -216,21 +226,25 @@ class Trainer:
             bad_at = torch.where((bad_at < 0) & ~torch.isfinite(loss.detach()), it + 1, bad_at)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            distributed.average_gradients(params)
             opt.step()
             sched.step()
             self.global_iter += 1
             for k, v in terms.items():
                 running[k] = running.get(k, 0) + v.detach()
             if (it + 1) % LOG_EVERY == 0 or it + 1 == total:
-                self.check_finite(step, bad_at, running)
-                self.log(step, it, running, (it % LOG_EVERY) + 1, sched.get_last_lr()[0], bar)
+                first_bad, mean = distributed.reduce_terms(bad_at, running)
+                self.check_finite(step, first_bad, mean)
+                self.log(step, it, mean, (it % LOG_EVERY) + 1, sched.get_last_lr()[0], bar)
                 running = {}
             if t.ckpt_every and (it + 1) % t.ckpt_every == 0 and it + 1 < total:
-                self.check_finite(step, bad_at, running)
+                self.check_finite(step, *distributed.reduce_terms(bad_at, running))
+                distributed.average_buffers(modules)
                 self.checkpoint({"step": step, "iter": it + 1, "optimizer": opt.state_dict(),
                                  "scheduler": sched.state_dict(), "sampler": sampler.state_dict(),
                                  "generator": gen.get_state()})
         self.carry = carry_optimizer_state(opt, named) if t.lr_schedule == "global" else {}
+        distributed.average_buffers(modules)
         self.method.after_step(step)
 
     def check_finite(self, step: int, bad_at: torch.Tensor, running: dict[str, torch.Tensor]) -> None:
@@ -278,23 +292,32 @@ class Trainer:
         return rows[""]
 
     def checkpoint(self, extra: dict) -> None:
-        """Write ``checkpoints/last.pt`` atomically: method, RNG states and results so far, plus ``extra``."""
+        """Write ``checkpoints/last.pt`` atomically: method, RNG states and results so far, plus ``extra``.
+
+        Under torchrun every rank's RNG states are gathered (``rank_rng``) and rank 0 writes the file.
+        """
         if self.run_dir is None:
+            return
+        rngs = distributed.all_gather_object(
+            (torch.get_rng_state(), torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None))
+        if not self.main:
             return
         state = {"method": self.method.name, "config": self.cfg.to_dict(), "state": self.method.state_dict(),
                  "result": dataclasses.asdict(self.result), "global_iter": self.global_iter,
                  "rng": torch.get_rng_state(),
-                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None, **extra}
+                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                 "world_size": len(rngs), "rank_rng": rngs, **extra}
         atomic_torch_save(self.run_dir / "checkpoints" / "last.pt", state)
 
     def save(self, step: int) -> None:
         """End of a domain step: metrics files, ``stepN.pt`` (weights) and ``last.pt`` (resume point)."""
         if self.run_dir is None:
             return
-        self.result.save(self.run_dir)
-        atomic_torch_save(self.run_dir / "checkpoints" / f"step{step + 1}.pt",
-                          {"step": step + 1, "method": self.method.name, "config": self.cfg.to_dict(),
-                           "state": self.method.state_dict()})
+        if self.main:
+            self.result.save(self.run_dir)
+            atomic_torch_save(self.run_dir / "checkpoints" / f"step{step + 1}.pt",
+                              {"step": step + 1, "method": self.method.name, "config": self.cfg.to_dict(),
+                               "state": self.method.state_dict()})
         self.checkpoint({"step": step + 1, "iter": 0, "carry": self.carry})
 
     def resume(self) -> None:
@@ -305,15 +328,26 @@ class Trainer:
         ckpt = check_checkpoint(safe_load(path, "checkpoint", map_location=self.device), path, self.method.name,
                                 self.cfg.to_dict())
         check_resume_state(ckpt, path)
+        rank, world = distributed.share()
+        if ckpt.get("world_size", 1) != world:
+            raise LReIDError(f"{path} was written by a {ckpt.get('world_size', 1)}-process run and this run has "
+                             f"{world}: resume with the same number of processes (torchrun --nnodes x "
+                             f"--nproc_per_node)")
         try:
             self.method.load_state_dict(ckpt["state"])
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
             raise LReIDError(f"checkpoint {path} does not fit this {self.method.name} model ({brief(exc)})") from None
         self.result = RunResult(**ckpt["result"])
         self.global_iter = ckpt["global_iter"]
-        torch.set_rng_state(ckpt["rng"].cpu())
-        if ckpt["cuda_rng"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([s.cpu() for s in ckpt["cuda_rng"]])
+        if world > 1:
+            cpu_rng, cuda_rng = ckpt["rank_rng"][rank]
+            torch.set_rng_state(cpu_rng.cpu())
+            if cuda_rng is not None and self.device.type == "cuda":
+                torch.cuda.set_rng_state(cuda_rng.cpu(), self.device)
+        else:
+            torch.set_rng_state(ckpt["rng"].cpu())
+            if ckpt["cuda_rng"] is not None and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all([s.cpu() for s in ckpt["cuda_rng"]])
         self.carry = ckpt.get("carry") or {}
         if ckpt["iter"] > 0:
             self.pending = ckpt

@@ -1,5 +1,10 @@
 """Batched augmentation on uint8 image tensors, on whatever device they live: pad + random crop,
-horizontal flip, random erasing, ImageNet normalisation (Sec. 5.2)."""
+horizontal flip, random erasing, ImageNet normalisation (Sec. 5.2).
+
+``share=(rank, world)``: the batch is that rank's equal part of a global batch; every random draw is made for
+the whole global batch and this part's rows are kept, so the ranks' generators stay in step and the union of
+their outputs is the single-process augmentation of the global batch.
+"""
 from __future__ import annotations
 
 import torch
@@ -16,19 +21,28 @@ def normalize(images: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch
     return (images.to(dtype) - mean) / std
 
 
-def random_flip(x: torch.Tensor, g: torch.Generator, p: float = 0.5) -> torch.Tensor:
-    flip = torch.rand(x.shape[0], device=x.device, generator=g) < p
+Share = tuple[int, int]
+
+
+def _part(t: torch.Tensor, share: Share) -> torch.Tensor:
+    """This rank's rows of a draw made for the global batch."""
+    n = t.shape[0] // share[1]
+    return t[share[0] * n: (share[0] + 1) * n]
+
+
+def random_flip(x: torch.Tensor, g: torch.Generator, p: float = 0.5, share: Share = (0, 1)) -> torch.Tensor:
+    flip = _part(torch.rand(x.shape[0] * share[1], device=x.device, generator=g), share) < p
     return torch.where(flip[:, None, None, None], x.flip(3), x)
 
 
-def random_crop(x: torch.Tensor, g: torch.Generator, pad: int) -> torch.Tensor:
+def random_crop(x: torch.Tensor, g: torch.Generator, pad: int, share: Share = (0, 1)) -> torch.Tensor:
     """Zero-pad by ``pad`` pixels and crop back to the input size at a random offset per image."""
     if pad <= 0:
         return x
     b, _, h, w = x.shape
     padded = F.pad(x, (pad, pad, pad, pad))
-    oy = torch.randint(0, 2 * pad + 1, (b,), device=x.device, generator=g)
-    ox = torch.randint(0, 2 * pad + 1, (b,), device=x.device, generator=g)
+    oy = _part(torch.randint(0, 2 * pad + 1, (b * share[1],), device=x.device, generator=g), share)
+    ox = _part(torch.randint(0, 2 * pad + 1, (b * share[1],), device=x.device, generator=g), share)
     rows = (oy[:, None] + torch.arange(h, device=x.device))[:, :, None]         # (B, H, 1)
     cols = (ox[:, None] + torch.arange(w, device=x.device))[:, None, :]         # (B, 1, W)
     batch = torch.arange(b, device=x.device)[:, None, None]
@@ -36,18 +50,20 @@ def random_crop(x: torch.Tensor, g: torch.Generator, pad: int) -> torch.Tensor:
 
 
 def random_erasing(x: torch.Tensor, g: torch.Generator, p: float = 0.5, area: tuple[float, float] = (0.02, 0.4),
-                   ratio: tuple[float, float] = (0.3, 3.3)) -> torch.Tensor:
+                   ratio: tuple[float, float] = (0.3, 3.3), share: Share = (0, 1)) -> torch.Tensor:
     """Erase one random rectangle per image (with probability ``p``), filling it with 0 (= the mean)."""
     b, _, h, w = x.shape
     dev = x.device
-    target = torch.empty(b, device=dev).uniform_(*area, generator=g) * h * w
-    log_r = torch.empty(b, device=dev).uniform_(torch.log(torch.tensor(ratio[0])).item(),
+    n = b * share[1]
+    target = _part(torch.empty(n, device=dev).uniform_(*area, generator=g), share) * h * w
+    log_r = torch.empty(n, device=dev).uniform_(torch.log(torch.tensor(ratio[0])).item(),
                                                 torch.log(torch.tensor(ratio[1])).item(), generator=g)
+    log_r = _part(log_r, share)
     eh = (target * log_r.exp()).sqrt().round().clamp(1, h)
     ew = (target / log_r.exp()).sqrt().round().clamp(1, w)
-    y0 = (torch.rand(b, device=dev, generator=g) * (h - eh + 1)).floor()
-    x0 = (torch.rand(b, device=dev, generator=g) * (w - ew + 1)).floor()
-    on = torch.rand(b, device=dev, generator=g) < p
+    y0 = (_part(torch.rand(n, device=dev, generator=g), share) * (h - eh + 1)).floor()
+    x0 = (_part(torch.rand(n, device=dev, generator=g), share) * (w - ew + 1)).floor()
+    on = _part(torch.rand(n, device=dev, generator=g), share) < p
     ys = torch.arange(h, device=dev)[None, :]
     xs = torch.arange(w, device=dev)[None, :]
     in_y = (ys >= y0[:, None]) & (ys < (y0 + eh)[:, None])                    # (B, H)
@@ -56,8 +72,8 @@ def random_erasing(x: torch.Tensor, g: torch.Generator, p: float = 0.5, area: tu
     return x.masked_fill(mask, 0.0)
 
 
-def augment(images: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+def augment(images: torch.Tensor, g: torch.Generator, share: Share = (0, 1)) -> torch.Tensor:
     """Training transform of a uint8 batch: flip, pad (H/25.6 px, 10 px at 256x128) + crop, normalise, erase."""
-    x = random_flip(images, g)
-    x = random_crop(x, g, pad=round(images.shape[2] / 25.6))
-    return random_erasing(normalize(x), g)
+    x = random_flip(images, g, share=share)
+    x = random_crop(x, g, pad=round(images.shape[2] / 25.6), share=share)
+    return random_erasing(normalize(x), g, share=share)

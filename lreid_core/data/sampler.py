@@ -53,3 +53,28 @@ class PKSampler:
 
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
+
+
+class DistributedPKSampler(PKSampler):
+    """This rank's share of a global PK batch: every rank draws the same global batch of P identities x K images
+    (same seed, same generator state) and keeps identities ``[rank * P / W, (rank + 1) * P / W)``.
+
+    Each rank thus sees whole identities (its triplet loss has positives and negatives), the global batch does
+    not depend on the world size W, and the union of the ranks' shares is the single-process batch.
+    """
+
+    def __init__(self, labels: torch.Tensor | list[int], p: int, k: int, seed: int = 0, where: str = "training set",
+                 rank: int = 0, world_size: int = 1):
+        if p % world_size:
+            raise LReIDError(f"train.p_ids={p} identities per batch cannot be split over {world_size} processes "
+                             f"(P must be divisible by the world size)")
+        if world_size > 1 and p // world_size < 2:
+            raise LReIDError(f"train.p_ids={p} gives each of {world_size} processes {p // world_size} identity; the "
+                             f"triplet loss needs >= 2 per process (P >= {2 * world_size})")
+        super().__init__(labels, p, k, seed, where)
+        self.rank, self.world_size = rank, world_size
+
+    def __next__(self) -> torch.Tensor:
+        """Indices (P/W*K,) of this rank's identities, grouped by identity like :class:`PKSampler`."""
+        per_rank = self.p // self.world_size
+        return super().__next__().view(self.p, self.k)[self.rank * per_rank: (self.rank + 1) * per_rank].reshape(-1)
