@@ -177,8 +177,8 @@ def test_teacher_batch_statistics_leave_running_stats_alone():
 
 
 def test_text_form_sets_every_switch_and_explicit_keys_win():
-    code = load_config(profile_name="smoke")
-    text = load_config(profile_name="smoke", overrides={"form": "text", "method": {"kd_tau2": True}})
+    code = load_config(profile_name="paper")
+    text = load_config(profile_name="paper", overrides={"form": "text", "method": {"kd_tau2": True}})
     for key, value in TEXT_FORM.items():
         section, name = key.split(".")
         got = getattr(getattr(text, section), name)
@@ -187,3 +187,21 @@ def test_text_form_sets_every_switch_and_explicit_keys_win():
             continue
         assert got == value, key
         assert getattr(getattr(code, section), name) != value, f"{key}: the default must be the code's form"
+
+
+def test_identity_sampling_and_merged_unseen_benchmark():
+    from lreid_core.data.benchmark import MERGED_UNSEEN, TestSet, merge_testsets, sample_identities
+    from lreid_core.data.datasets import Record, Split
+
+    train = [Record(f"/x/{p}_{i}.jpg", p, i % 2, "d") for p in (5, 1, 9, 3, 7) for i in range(2)]
+    split = Split("d", train, [], [])
+    assert sample_identities(split, 3, 0, "first").records == [r for r in train if r.pid in (1, 3, 5)]
+    chosen = {sample_identities(split, 3, seed, "random").records[0].pid for seed in range(20)}
+    assert len(chosen) > 1                                    # the seed decides the subset
+    a = TestSet("a", [Record("q", 0, 0, "a")], [Record("g", 0, 1, "a"), Record("h", 1, 1, "a")])
+    b = TestSet("b", [Record("q2", 0, 0, "b")], [Record("g2", 0, 1, "b")])
+    merged = merge_testsets([a, b])
+    assert merged.domain == MERGED_UNSEEN
+    assert [r.pid for r in merged.query] == [0, 1] and [r.pid for r in merged.gallery] == [0, 2, 1]   # (a,0) (b,0) (a,1)
+    paper = load_config(profile_name="paper")
+    assert paper.data.unseen_eval == "merged" and paper.data.id_sampling == "first"

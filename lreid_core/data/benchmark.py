@@ -69,13 +69,22 @@ def resolve_order(order: list[str] | str) -> list[str]:
     return list(order)
 
 
-def sample_identities(split: Split, n: int, seed: int) -> TrainSet:
-    """Sample ``n`` training identities (all if fewer), seeded by (seed, domain); labels are local 0..n-1."""
+def sample_identities(split: Split, n: int, seed: int, how: str = "first") -> TrainSet:
+    """``n`` training identities (all if fewer); labels are local 0..n-1.
+
+    ``how="first"``: the first n identities in sorted order (the official code's
+    ``sorted(pids)[:num_identities_per_domain]``); ``"random"``: n drawn at random, seeded by (seed, domain)
+    (the paper's text: "we randomly sample 500 identities from each seen dataset").
+    """
     pids = sorted({r.pid for r in split.train})
     if not pids:
         raise LReIDError(f"{split.name}: the training split is empty")
-    rng = random.Random(f"{seed}:{split.name}")
-    chosen = sorted(rng.sample(pids, n)) if len(pids) > n else pids
+    if len(pids) <= n:
+        chosen = pids
+    elif how == "first":
+        chosen = pids[:n]
+    else:
+        chosen = sorted(random.Random(f"{seed}:{split.name}").sample(pids, n))
     local = {pid: i for i, pid in enumerate(chosen)}
     records = [r for r in split.train if r.pid in local]
     return TrainSet(split.name, records, [local[r.pid] for r in records], 0, len(chosen))
@@ -99,14 +108,28 @@ def build_benchmark(cfg: Config) -> Benchmark:
     train, seen, offset = [], [], 0
     for name in order:
         split = resolve(name, root)
-        ts = sample_identities(split, d.ids_per_domain, cfg.train.seed)
+        ts = sample_identities(split, d.ids_per_domain, cfg.train.seed, d.id_sampling)
         ts.offset = offset
         ts.labels = [offset + lab for lab in ts.labels]
         offset += ts.num_classes
         train.append(ts)
         seen.append(TestSet(name, split.query, split.gallery))
-    unseen = []
-    for name in d.unseen:
-        split = resolve(name, root)
-        unseen.append(TestSet(name, split.query, split.gallery))
+    unseen = [TestSet(name, split.query, split.gallery) for name, split in ((u, resolve(u, root)) for u in d.unseen)]
+    if d.unseen_eval == "merged" and len(unseen) > 1:
+        unseen = [merge_testsets(unseen)]
     return Benchmark(train, seen, unseen)
+
+
+MERGED_UNSEEN = "unseen_merged"
+
+
+def merge_testsets(sets: list[TestSet]) -> TestSet:
+    """One query/gallery benchmark of several test sets (the official code's ``allgeneralizable``): identities
+    renumbered so that no two datasets share one; each query still ranks the whole merged gallery."""
+    ids: dict[tuple[str, int], int] = {}
+
+    def renumber(records: list[Record]) -> list[Record]:
+        return [r._replace(pid=ids.setdefault((r.domain, r.pid), len(ids))) for r in records]
+
+    return TestSet(MERGED_UNSEEN, [q for t in sets for q in renumber(t.query)],
+                   [g for t in sets for g in renumber(t.gallery)])

@@ -62,6 +62,11 @@ switch                          paper text                       official code  
                                 (``seen``)                       labels (``current``)
 ``model.neck``                  one classifier (``shared``)      BN + FC per step, retrieval on the    code
                                                                  latest step's BN (``per_step``)
+``data.id_sampling``            "randomly sample 500 ids"        the first 500 ids in sorted order     code
+                                (``random``)                     (``first``)
+``data.unseen_eval``            average over the unseen sets     all unseen sets merged into one       code
+                                (``per_domain``)                 benchmark (``merged``); the demo and
+                                                                 smoke profiles report each set
 ==============================  ===============================  ====================================  ========
 
 Where the paper is silent and the code decides (no text form): the sampler's own Adam (``method.sampler_lr``,
