@@ -50,7 +50,7 @@ import yaml
 from .config import ORDERS
 from .errors import LReIDError
 from .io import atomic_write, atomic_write_text
-from .results import RunResult
+from .results import RunResult, flatten
 
 DDOF = 1   # sample standard deviation over seeds
 # Table 2 row order (paper): Finetune, SPD, LwF, CRL, AKA, Ours; other methods follow; JointTrain (upper bound) last.
@@ -75,16 +75,6 @@ class LoadedRun:
         return self.config.get("train.seed")
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def load_run(path: str | Path) -> LoadedRun:
     """A finished run directory; one-line ``LReIDError`` for a missing, unreadable or unfinished one."""
     path = Path(path)
@@ -100,7 +90,7 @@ def load_run(path: str | Path) -> LoadedRun:
     cfg_path = path / "config.yaml"
     if cfg_path.is_file():
         try:
-            config = _flatten(yaml.safe_load(cfg_path.read_text()) or {})
+            config = flatten(yaml.safe_load(cfg_path.read_text()) or {})
         except yaml.YAMLError:
             raise LReIDError(f"unreadable config.yaml in {path}") from None
     return LoadedRun(path, result, config)
