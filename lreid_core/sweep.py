@@ -98,9 +98,9 @@ def plan_sweep(key: str, values: str | list, out: str | Path, overrides: dict | 
 
 def _comparable(cfg_dict: dict) -> dict[str, Any]:
     """Flattened ``section.key -> value`` after a YAML round trip, without the result-neutral settings."""
-    from .report import _flatten
+    from .results import flatten
 
-    flat = _flatten(yaml.safe_load(yaml.safe_dump(cfg_dict, sort_keys=True)) or {})
+    flat = flatten(yaml.safe_load(yaml.safe_dump(cfg_dict, sort_keys=True)) or {})
     return {k: v for k, v in flat.items() if k not in _IGNORED}
 
 
