@@ -37,6 +37,7 @@ class DataConfig:
     synth_test_ids: int = 60            # synthetic: test identities per domain
     synth_images_per_id: int = 12       # synthetic: images per training identity
     synth_seed: int = 0                 # synthetic: generator seed
+    synth_variant: str = "premise"      # synthetic: premise (domains differ by image-level factors) | conflict
     cache_device: str = "auto"          # where the uint8 image cache lives: auto (= model device), cpu, cuda
 
 
@@ -170,7 +171,7 @@ def profile(name: str) -> Config:
         return Config(
             profile="demo",
             data=DataConfig(order=list(DEFAULT_DOMAINS), unseen=list(DEFAULT_UNSEEN), height=64, width=32,
-                            synthetic=True, ids_per_domain=500, synth_test_ids=40),
+                            synthetic=True, ids_per_domain=500, synth_test_ids=100),
             model=ModelConfig(backbone="small", last_stride=1),
             train=TrainConfig(epochs=6, iters_per_epoch=20, milestones=[4, 5], lr=1e-3, p_ids=8, k_imgs=4,
                               eval_batch=512),
@@ -286,6 +287,7 @@ def config_from_dict(data: dict[str, Any]) -> Config:
 
 def validate(cfg: Config) -> None:
     """Reject values that would fail later or silently mean nothing (one line each)."""
+    from .data.synthetic import STYLE_VARIANTS
     from .methods import list_methods
 
     t, m, d = cfg.train, cfg.method, cfg.data
@@ -333,7 +335,8 @@ def validate(cfg: Config) -> None:
                "train.lr_schedule": (t.lr_schedule, ("global", "per_step")),
                "train.ce_classes": (t.ce_classes, ("current", "seen")),
                "form": (cfg.form, ("code", "text")),
-               "method.cov_eval": (m.cov_eval, ("concat", "mean"))}
+               "method.cov_eval": (m.cov_eval, ("concat", "mean")),
+               "data.synth_variant": (d.synth_variant, tuple(STYLE_VARIANTS))}
     for key, (value, valid) in choices.items():
         if value not in valid:
             raise LReIDError(f"{key}={value!r} is not one of {', '.join(valid)}")
