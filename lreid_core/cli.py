@@ -1,4 +1,4 @@
-"""The ``lreid`` console script: demo, run, report, sweep, synth, bench."""
+"""The ``lreid`` console script: demo, run, report, sweep, synth, pretrain, bench."""
 from __future__ import annotations
 
 import argparse
@@ -130,6 +130,17 @@ def cmd_synth(args) -> None:
         print(f"{name}: {path}")
 
 
+def cmd_pretrain(args) -> None:
+    from .models.backbone import SYNTHETIC_WEIGHTS
+    from .pretrain import pretrain
+
+    out = Path(args.out) if args.out else SYNTHETIC_WEIGHTS
+    meta = pretrain(out, seed=args.seed, iters=args.iters, progress=not args.quiet)
+    print(f"pretrained small backbone: {out} ({out.stat().st_size / 1e6:.1f} MB); pool {', '.join(meta['pool'])}, "
+          f"seed {meta['seed']}, {meta['iters']} iterations, pool test mAP {100 * meta['pool_mAP']:.1f}, "
+          f"{meta['wall_s']:.0f} s")
+
+
 def cmd_bench(args) -> None:
     if args.what == "eval":
         from .evaluate import bench_rank_metrics, format_bench
@@ -184,6 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--overwrite", action="store_true")
     s.set_defaults(func=cmd_synth)
+
+    pt = sub.add_parser("pretrain", help="pretrain the small backbone on a disjoint pool of synthetic domains")
+    pt.add_argument("--seed", type=int, default=0, help="pool generator and training seed (shipped weights: 0)")
+    pt.add_argument("--iters", type=int, default=2000, help="training iterations")
+    pt.add_argument("--out", default="", help="weights file (default: the shipped model.pretrained=synthetic file)")
+    pt.add_argument("--quiet", action="store_true", help="no progress bars")
+    pt.set_defaults(func=cmd_pretrain)
 
     b = sub.add_parser("bench", help="speed benchmarks: eval (rank metrics) or train (step time)")
     b.add_argument("what", choices=["eval", "train"])

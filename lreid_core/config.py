@@ -44,9 +44,12 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     backbone: str = "resnet50"          # resnet50 | resnet18 | small (CPU profiles)
-    pretrained: str = ""                # local path to ImageNet weights ("" -> random init, warned once)
+    pretrained: str = ""                # local path to ImageNet weights ("" -> random init, warned once); small
+                                        # backbone: "synthetic" (shipped, from lreid pretrain) or a file it wrote
     last_stride: int = 1                # last-stage stride (1 as in the strong ReID baseline)
     width: int = 16                     # small backbone only: stage widths w, 2w, 4w, 8w
+    small_stride: int = 8               # small backbone only: stride before the last stage, 8 or 4 (one fewer
+                                        # downsampling: a 16x8 map at 64x32 input with last_stride 1)
     neck: str = "per_step"              # per_step (official code: BN neck + FC per step) | shared (one neck)
 
 
@@ -172,7 +175,7 @@ def profile(name: str) -> Config:
             profile="demo",
             data=DataConfig(order=list(DEFAULT_DOMAINS), unseen=list(DEFAULT_UNSEEN), height=64, width=32,
                             synthetic=True, ids_per_domain=500, synth_test_ids=100),
-            model=ModelConfig(backbone="small", last_stride=1),
+            model=ModelConfig(backbone="small", last_stride=1, small_stride=4, pretrained="synthetic"),
             train=TrainConfig(epochs=6, iters_per_epoch=20, milestones=[4, 5], lr=1e-3, p_ids=8, k_imgs=4,
                               eval_batch=512),
             method=MethodConfig(sampler_milestones=[9, 10]),
@@ -336,7 +339,8 @@ def validate(cfg: Config) -> None:
                "train.ce_classes": (t.ce_classes, ("current", "seen")),
                "form": (cfg.form, ("code", "text")),
                "method.cov_eval": (m.cov_eval, ("concat", "mean")),
-               "data.synth_variant": (d.synth_variant, tuple(STYLE_VARIANTS))}
+               "data.synth_variant": (d.synth_variant, tuple(STYLE_VARIANTS)),
+               "model.small_stride": (str(cfg.model.small_stride), ("8", "4"))}
     for key, (value, valid) in choices.items():
         if value not in valid:
             raise LReIDError(f"{key}={value!r} is not one of {', '.join(valid)}")
@@ -347,7 +351,7 @@ def validate(cfg: Config) -> None:
             raise LReIDError(f"train.device={t.device!r} but no CUDA device is available")
     if cfg.model.width < 4:
         raise LReIDError(f"model.width must be >= 4, got {cfg.model.width}")
-    if cfg.model.pretrained and not Path(cfg.model.pretrained).is_file():
+    if cfg.model.pretrained not in ("", "synthetic") and not Path(cfg.model.pretrained).is_file():
         raise LReIDError(f"model.pretrained weights file not found: {cfg.model.pretrained}")
 
 
