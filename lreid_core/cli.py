@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -10,54 +9,55 @@ from pathlib import Path
 from .errors import LReIDError
 
 
-def _run_methods(cfg, methods: list[str], out: Path, progress: bool = True):
-    """Train every method in ``methods`` on one benchmark; each run lands in out/<method>."""
-    from .data.benchmark import build_benchmark
-    from .train import Trainer
-
-    bench = build_benchmark(cfg)
-    results = []
-    for name in methods:
-        run_dir = out / name
-        if run_dir.exists():
-            shutil.rmtree(run_dir)
-        t0 = time.perf_counter()
-        cfg.method.name = name
-        results.append(Trainer(cfg, name, bench, run_dir, progress=progress).fit())
-        print(f"  {name}: done in {time.perf_counter() - t0:.0f} s", flush=True)
-    return results
-
-
-def write_table(results, out: Path) -> None:
+def write_table(runs: dict[int, list], out: Path) -> None:
     from .io import atomic_write_text
 
-    rows = [["method", "seen_mAP", "seen_R1", "unseen_mAP", "unseen_R1", "forgetting_mAP"]]
-    for r in (row for res in results for row in res.expanded()):
-        s = r.summary()
-        rows.append([r.method] + [f"{100 * s[k]:.2f}" for k in rows[0][1:]])
+    keys = ["seen_mAP", "seen_R1", "unseen_mAP", "unseen_R1", "forgetting_mAP"]
+    rows = [["method", "seed"] + keys]
+    for seed, results in runs.items():
+        for r in (row for res in results for row in res.expanded()):
+            s = r.summary()
+            rows.append([r.method, str(seed)] + [f"{100 * s[k]:.2f}" for k in keys])
     atomic_write_text(out / "table.csv", "\n".join(",".join(row) for row in rows) + "\n")
 
 
 def cmd_demo(args) -> None:
     from .config import load_config, parse_overrides
+    from .demo import CHECK_METHODS, DEMO_METHODS, check, random_init_unseen, run_methods
     from .methods import list_methods
     from .results import format_table
     from .viz import save_demo_figures
 
     cfg = load_config(profile_name=args.profile, overrides=parse_overrides(args.set))
-    methods = args.methods.split(",") if args.methods else list_methods()
+    methods = list_methods() if args.methods == "all" else args.methods.split(",") if args.methods else DEMO_METHODS
+    if args.check:
+        methods += [m for m in CHECK_METHODS if m not in methods]
+    if args.seeds < 1:
+        raise LReIDError(f"--seeds must be >= 1, got {args.seeds}")
+    seeds = [cfg.train.seed + i for i in range(args.seeds)]
     out = Path(args.out)
-    print(f"lreid demo: profile {cfg.profile}, order {' -> '.join(cfg.data.order)}, "
-          f"unseen {', '.join(cfg.data.unseen)}, methods {', '.join(methods)}", flush=True)
+    print(f"lreid demo: profile {cfg.profile}, order {' -> '.join(cfg.data.order)}, unseen {', '.join(cfg.data.unseen)}, "
+          f"methods {', '.join(methods)}, train.seed {', '.join(map(str, seeds))}", flush=True)
     start = time.perf_counter()
-    results = _run_methods(cfg, methods, out)
+    runs, random = {}, {}
+    for seed in seeds:
+        cfg.train.seed = seed
+        runs[seed] = run_methods(cfg, methods, out / f"seed{seed}" if len(seeds) > 1 else out, reuse=args.reuse)
+        if args.check:
+            random[seed] = random_init_unseen(cfg)
     wall = time.perf_counter() - start
-    write_table(results, out)
-    figures = save_demo_figures(results, out)
-    print("\n" + format_table(results))
-    print(f"\n(mAP/R1 in %, averaged over the {len(cfg.data.order)} seen / {len(cfg.data.unseen)} unseen domains after "
-          f"the last step; Forget = mean mAP drop of earlier domains)\nwall time {wall:.0f} s; table: {out / 'table.csv'}; "
-          f"figures: {', '.join(str(p) for p in figures[:2])}")
+    write_table(runs, out)
+    figures = save_demo_figures(runs[seeds[0]], out)
+    print("\n" + format_table([r for rs in runs.values() for r in rs]))
+    spread = f" (mean ± sample std over {len(seeds)} seeds)" if len(seeds) > 1 else ""
+    print(f"\n(mAP/R1 in %{spread}, averaged over the {len(cfg.data.order)} seen / {len(cfg.data.unseen)} unseen "
+          f"domains after the last step; Forget = mean mAP drop of earlier domains)\nwall time {wall:.0f} s; "
+          f"table: {out / 'table.csv'}; figures: {', '.join(str(p) for p in figures[:2])}")
+    if args.check:
+        criteria = check(runs, random)
+        print(f"\nvalidity check (data.synth_seed={cfg.data.synth_seed}, {len(seeds)} seeds):")
+        print("\n".join(c.line() for c in criteria))
+        print(f"{sum(c.passed for c in criteria)}/{len(criteria)} criteria met")
 
 
 def _run_overrides(args) -> dict:
@@ -176,9 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lreid", description="Lifelong person re-identification workbench")
     sub = p.add_subparsers(dest="cmd", required=True)
 
-    d = sub.add_parser("demo", help="synthetic 5-domain order, every registered method, Table-2 style table")
+    d = sub.add_parser("demo", help="synthetic 5-domain order, Table-2 style table, benchmark validity check")
     d.add_argument("--profile", default="demo", help="smoke | demo (default) | paper")
-    d.add_argument("--methods", default="", help="comma list (default: every registered method)")
+    d.add_argument("--methods", default="", help="comma list or 'all' (default: finetune,lwf,patchkd,joint)")
+    d.add_argument("--seeds", type=int, default=1, help="run train.seed, +1, ... (default 1 seed); mean ± std")
+    d.add_argument("--check", action="store_true",
+                   help="also print the benchmark's validity criteria (adds finetune, lwf, joint; use --seeds 3)")
+    d.add_argument("--reuse", action="store_true", help="load finished runs of the same config instead of rerunning")
     d.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     d.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, e.g. train.epochs=2")
     d.set_defaults(func=cmd_demo)
