@@ -125,7 +125,7 @@ def cmd_synth(args) -> None:
     from .data.synthetic import make_benchmark
 
     domains = args.domains.split(",") if args.domains else None
-    paths = make_benchmark(args.out, domains=domains, seed=args.seed, overwrite=args.overwrite)
+    paths = make_benchmark(args.out, domains=domains, seed=args.seed, overwrite=args.overwrite, variant=args.variant)
     for name, path in paths.items():
         print(f"{name}: {path}")
 
@@ -198,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--domains", default="", help="comma list (default: all built-in domains)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--overwrite", action="store_true")
+    s.add_argument("--variant", default="premise", help="premise (default) | conflict | pretrain (the pool)")
     s.set_defaults(func=cmd_synth)
 
     pt = sub.add_parser("pretrain", help="pretrain the small backbone on a disjoint pool of synthetic domains")

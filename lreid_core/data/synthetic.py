@@ -1149,8 +1149,8 @@ def make_benchmark(
     cameras (``bounding_box_test``) so that every query has a cross-camera match, plus
     ``distractors`` gallery images of pid 0000.  ``cameras=None`` uses each style's own camera
     count.  ``domains`` holds names of the ``variant``'s built-in domains (:data:`STYLE_VARIANTS`;
-    default: the 5 seen + 2 unseen) or :class:`DomainStyle` objects (e.g. ``dataclasses.replace(get_style("synth_a"),
-    name="synth_a_easy", occlusion=0.0)``).  Files are ``PPPP_cCs1_FFFFFF_00.jpg``.
+    default: all of them, for ``premise``/``conflict`` the 5 seen + 2 unseen) or :class:`DomainStyle`
+    objects (e.g. ``dataclasses.replace(get_style("synth_a"), name="synth_a_easy", occlusion=0.0)``).  Files are ``PPPP_cCs1_FFFFFF_00.jpg``.
 
     Each domain is written to ``root/.<domain>.tmp`` and renamed into place, with a
     ``synthetic.json`` of its parameters; a domain whose json matches is reused unless
@@ -1158,7 +1158,7 @@ def make_benchmark(
     >= 3000 images, else 1; serial where fork is unavailable); the bytes do not depend on it.
     """
     if domains is None:
-        names = list(DEFAULT_DOMAINS + DEFAULT_UNSEEN)
+        names = list(STYLE_VARIANTS.get(variant, DOMAIN_STYLES))
     elif isinstance(domains, str):
         names = [domains]
     else:
