@@ -1,9 +1,8 @@
-"""The ``lreid`` console script: demo, run, report, sweep, synth, bench."""
+"""The ``lreid`` console script: demo, run, report, sweep, synth, pretrain, bench."""
 from __future__ import annotations
 
 import argparse
 import copy
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -15,10 +14,14 @@ SAFE_ON_RESUME = ("train.device", "train.eval_batch", "train.ckpt_every", "data.
 
 
 def _method_list(text: str) -> list[str]:
-    """``--methods`` as a list of registered names (default: all); one line for unknown, empty or repeated ones."""
+    """``--methods`` as a list of registered names (default: the demo's, ``all``: every registered method); one
+    line for unknown, empty or repeated ones."""
+    from .demo import DEMO_METHODS
     from .methods import list_methods
 
     if not text:
+        return list(DEMO_METHODS)
+    if text == "all":
         return list_methods()
     methods = [m.strip() for m in text.split(",")]
     if unknown := [m for m in methods if m not in list_methods()]:
@@ -54,57 +57,62 @@ def check_demo_folders(out: Path, methods: list[str], overwrite: bool) -> list[P
     return replace
 
 
-def _run_methods(cfg, methods: list[str], out: Path, progress: bool = True, replace: list[Path] = ()):
-    """Train every method in ``methods`` on one benchmark; each run lands in out/<method> (the run folders in
-    ``replace`` are deleted just before their method trains)."""
-    from .data.benchmark import build_benchmark
-    from .train import Trainer
-
-    bench = build_benchmark(cfg)
-    results = []
-    for name in methods:
-        run_dir = out / name
-        if run_dir in replace:
-            shutil.rmtree(run_dir)
-        t0 = time.perf_counter()
-        cfg.method.name = name
-        results.append(Trainer(cfg, name, bench, run_dir, progress=progress).fit())
-        print(f"  {name}: done in {time.perf_counter() - t0:.0f} s", flush=True)
-    return results
-
-
-def write_table(results, out: Path) -> None:
+def write_table(runs: dict[int, list], out: Path) -> None:
     from .io import atomic_write_text
 
-    rows = [["method", "seen_mAP", "seen_R1", "unseen_mAP", "unseen_R1", "forgetting_mAP"]]
-    for r in (row for res in results for row in res.expanded()):
-        s = r.summary()
-        rows.append([r.method] + [f"{100 * s[k]:.2f}" for k in rows[0][1:]])
+    keys = ["seen_mAP", "seen_R1", "unseen_mAP", "unseen_R1", "forgetting_mAP"]
+    rows = [["method", "seed"] + keys]
+    for seed, results in runs.items():
+        for r in (row for res in results for row in res.expanded()):
+            s = r.summary()
+            rows.append([r.method, str(seed)] + [f"{100 * s[k]:.2f}" for k in keys])
     atomic_write_text(out / "table.csv", "\n".join(",".join(row) for row in rows) + "\n")
 
 
 def cmd_demo(args) -> None:
     from .config import load_config, parse_overrides, validate
-    from .results import format_table
+    from .demo import CHECK_METHODS, check, random_init_unseen, run_methods
+    from .results import finished_run, format_table
     from .viz import save_demo_figures
 
     cfg = load_config(profile_name=args.profile, overrides=parse_overrides(args.set))
     methods = _method_list(args.methods)
+    if args.check:
+        methods += [m for m in CHECK_METHODS if m not in methods]
     for name in methods:                        # every method's config must validate before anything runs
-        validate(copy.deepcopy(cfg) if name == cfg.method.name else _with_method(cfg, name))
+        validate(_with_method(cfg, name))
+    if args.seeds < 1:
+        raise LReIDError(f"--seeds must be >= 1, got {args.seeds}")
+    seeds = [cfg.train.seed + i for i in range(args.seeds)]
     out = Path(args.out)
-    replace = check_demo_folders(out, methods, args.overwrite)
-    print(f"lreid demo: profile {cfg.profile}, order {' -> '.join(cfg.data.order)}, "
-          f"unseen {', '.join(cfg.data.unseen)}, methods {', '.join(methods)}", flush=True)
+    plan = {}                                   # seed -> (its folder, run folders to replace); checked before any work
+    for seed in seeds:
+        cfg.train.seed = seed
+        seed_out = out / f"seed{seed}" if len(seeds) > 1 else out
+        fresh = [m for m in methods if not (args.reuse and finished_run(seed_out / m, _with_method(cfg, m)))]
+        plan[seed] = seed_out, check_demo_folders(seed_out, fresh, args.overwrite)
+    print(f"lreid demo: profile {cfg.profile}, order {' -> '.join(cfg.data.order)}, unseen {', '.join(cfg.data.unseen)}, "
+          f"methods {', '.join(methods)}, train.seed {', '.join(map(str, seeds))}", flush=True)
     start = time.perf_counter()
-    results = _run_methods(cfg, methods, out, replace=replace)
+    runs, random = {}, {}
+    for seed in seeds:
+        cfg.train.seed = seed
+        runs[seed] = run_methods(cfg, methods, plan[seed][0], reuse=args.reuse, replace=plan[seed][1])
+        if args.check:
+            random[seed] = random_init_unseen(cfg)
     wall = time.perf_counter() - start
-    write_table(results, out)
-    figures = save_demo_figures(results, out)
-    print("\n" + format_table(results))
-    print(f"\n(mAP/R1 in %, averaged over the {len(cfg.data.order)} seen / {len(cfg.data.unseen)} unseen domains after "
-          f"the last step; Forget = mean mAP drop of earlier domains)\nwall time {wall:.0f} s; table: {out / 'table.csv'}; "
-          f"figures: {', '.join(str(p) for p in figures[:2])}")
+    write_table(runs, out)
+    figures = save_demo_figures(runs[seeds[0]], out)
+    print("\n" + format_table([r for rs in runs.values() for r in rs]))
+    spread = f" (mean ± sample std over {len(seeds)} seeds)" if len(seeds) > 1 else ""
+    print(f"\n(mAP/R1 in %{spread}, averaged over the {len(cfg.data.order)} seen / {len(cfg.data.unseen)} unseen "
+          f"domains after the last step; Forget = mean mAP drop of earlier domains)\nwall time {wall:.0f} s; "
+          f"table: {out / 'table.csv'}; figures: {', '.join(str(p) for p in figures[:2])}")
+    if args.check:
+        criteria = check(runs, random)
+        print(f"\nvalidity check (data.synth_seed={cfg.data.synth_seed}, {len(seeds)} seeds):")
+        print("\n".join(c.line() for c in criteria))
+        print(f"{sum(c.passed for c in criteria)}/{len(criteria)} criteria met")
 
 
 def _with_method(cfg, name: str):
@@ -219,9 +227,20 @@ def cmd_synth(args) -> None:
     from .data.synthetic import make_benchmark
 
     domains = args.domains.split(",") if args.domains else None
-    paths = make_benchmark(args.out, domains=domains, seed=args.seed, overwrite=args.overwrite)
+    paths = make_benchmark(args.out, domains=domains, seed=args.seed, overwrite=args.overwrite, variant=args.variant)
     for name, path in paths.items():
         print(f"{name}: {path}")
+
+
+def cmd_pretrain(args) -> None:
+    from .models.backbone import SYNTHETIC_WEIGHTS
+    from .pretrain import pretrain
+
+    out = Path(args.out) if args.out else SYNTHETIC_WEIGHTS
+    meta = pretrain(out, seed=args.seed, iters=args.iters, progress=not args.quiet)
+    print(f"pretrained small backbone: {out} ({out.stat().st_size / 1e6:.1f} MB); pool {', '.join(meta['pool'])}, "
+          f"seed {meta['seed']}, {meta['iters']} iterations, pool test mAP {100 * meta['pool_mAP']:.1f}, "
+          f"{meta['wall_s']:.0f} s")
 
 
 def cmd_bench(args) -> None:
@@ -265,9 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lreid", description="Lifelong person re-identification workbench")
     sub = p.add_subparsers(dest="cmd", required=True)
 
-    d = sub.add_parser("demo", help="synthetic 5-domain order, every registered method, Table-2 style table")
+    d = sub.add_parser("demo", help="synthetic 5-domain order, Table-2 style table, benchmark validity check")
     d.add_argument("--profile", default="demo", help="smoke | demo (default) | paper")
-    d.add_argument("--methods", default="", help="comma list (default: every registered method)")
+    d.add_argument("--methods", default="", help="comma list or 'all' (default: finetune,lwf,patchkd,joint)")
+    d.add_argument("--seeds", type=int, default=1, help="run train.seed, +1, ... (default 1 seed); mean ± std")
+    d.add_argument("--check", action="store_true",
+                   help="also print the benchmark's validity criteria (adds finetune, lwf, joint; use --seeds 3)")
+    d.add_argument("--reuse", action="store_true", help="load finished runs of the same config instead of rerunning")
     d.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     d.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, e.g. train.epochs=2")
     d.add_argument("--overwrite", action="store_true", help="replace run folders OUT/<method> that hold a run")
@@ -284,7 +307,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--domains", default="", help="comma list (default: all built-in domains)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--overwrite", action="store_true")
+    s.add_argument("--variant", default="premise", help="premise (default) | conflict | pretrain (the pool)")
     s.set_defaults(func=cmd_synth)
+
+    pt = sub.add_parser("pretrain", help="pretrain the small backbone on a disjoint pool of synthetic domains")
+    pt.add_argument("--seed", type=int, default=0, help="pool generator and training seed (shipped weights: 0)")
+    pt.add_argument("--iters", type=int, default=2000, help="training iterations")
+    pt.add_argument("--out", default="", help="weights file (default: the shipped model.pretrained=synthetic file)")
+    pt.add_argument("--quiet", action="store_true", help="no progress bars")
+    pt.set_defaults(func=cmd_pretrain)
 
     b = sub.add_parser("bench", help="speed benchmarks: eval (rank metrics) or train (step time)")
     b.add_argument("what", choices=["eval", "train"])

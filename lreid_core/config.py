@@ -41,15 +41,19 @@ class DataConfig:
     synth_test_ids: int = 60            # synthetic: test identities per domain
     synth_images_per_id: int = 12       # synthetic: images per training identity
     synth_seed: int = 0                 # synthetic: generator seed
+    synth_variant: str = "premise"      # synthetic: premise (domains differ by image-level factors) | conflict
     cache_device: str = "auto"          # where the uint8 image cache lives: auto (= model device), cpu, cuda
 
 
 @dataclass
 class ModelConfig:
     backbone: str = "resnet50"          # resnet50 | resnet18 | small (CPU profiles)
-    pretrained: str = ""                # local path to ImageNet weights ("" -> random init, warned once)
+    pretrained: str = ""                # local path to ImageNet weights ("" -> random init, warned once); small
+                                        # backbone: "synthetic" (shipped, from lreid pretrain) or a file it wrote
     last_stride: int = 1                # last-stage stride (1 as in the strong ReID baseline)
     width: int = 16                     # small backbone only: stage widths w, 2w, 4w, 8w
+    small_stride: int = 8               # small backbone only: stride before the last stage, 8 or 4 (one fewer
+                                        # downsampling: a 16x8 map at 64x32 input with last_stride 1)
     neck: str = "per_step"              # per_step (official code: BN neck + FC per step) | shared (one neck)
 
 
@@ -180,8 +184,8 @@ def profile(name: str) -> Config:
             # the synthetic profiles report each unseen domain (a benchmark-design choice, not the paper's recipe)
             data=DataConfig(order=list(DEFAULT_DOMAINS), unseen=list(DEFAULT_UNSEEN), height=64, width=32,
                             unseen_eval="per_domain",
-                            synthetic=True, ids_per_domain=500, synth_test_ids=40),
-            model=ModelConfig(backbone="small", last_stride=1),
+                            synthetic=True, ids_per_domain=500, synth_test_ids=100),
+            model=ModelConfig(backbone="small", last_stride=1, small_stride=4, pretrained="synthetic"),
             train=TrainConfig(epochs=6, iters_per_epoch=20, milestones=[4, 5], lr=1e-3, p_ids=8, k_imgs=4,
                               eval_batch=512),
             method=MethodConfig(sampler_milestones=[9, 10]),
@@ -297,6 +301,7 @@ def config_from_dict(data: dict[str, Any]) -> Config:
 
 def validate(cfg: Config) -> None:
     """Reject values that would fail later or silently mean nothing (one line each)."""
+    from .data.synthetic import STYLE_VARIANTS
     from .methods import list_methods
 
     t, m, d = cfg.train, cfg.method, cfg.data
@@ -348,7 +353,9 @@ def validate(cfg: Config) -> None:
                "train.lr_schedule": (t.lr_schedule, ("global", "per_step")),
                "train.ce_classes": (t.ce_classes, ("current", "seen")),
                "form": (cfg.form, ("code", "text")),
-               "method.cov_eval": (m.cov_eval, ("concat", "mean"))}
+               "method.cov_eval": (m.cov_eval, ("concat", "mean")),
+               "data.synth_variant": (d.synth_variant, tuple(STYLE_VARIANTS)),
+               "model.small_stride": (str(cfg.model.small_stride), ("8", "4"))}
     for key, (value, valid) in choices.items():
         if value not in valid:
             raise LReIDError(f"{key}={value!r} is not one of {', '.join(valid)}")
@@ -360,7 +367,7 @@ def validate(cfg: Config) -> None:
     if cfg.model.width < 4:
         raise LReIDError(f"model.width must be >= 4, got {cfg.model.width}")
     _validate_relations(cfg)
-    if cfg.model.pretrained and not Path(cfg.model.pretrained).is_file():
+    if cfg.model.pretrained not in ("", "synthetic") and not Path(cfg.model.pretrained).is_file():
         raise LReIDError(f"model.pretrained weights file not found: {cfg.model.pretrained}")
 
 
@@ -411,7 +418,7 @@ def _validate_relations(cfg: Config) -> None:
     if m.name == "patchkd":
         from .models.backbone import feature_grid
 
-        gh, gw = feature_grid(cfg.model.backbone, d.height, d.width, cfg.model.last_stride)
+        gh, gw = feature_grid(cfg.model.backbone, d.height, d.width, cfg.model.last_stride, cfg.model.small_stride)
         if m.k > gh * gw:
             raise LReIDError(f"method.k={m.k} patches exceed the {gh}x{gw} feature grid of a {d.height}x{d.width} "
                              f"input ({cfg.model.backbone}, last_stride {cfg.model.last_stride})")

@@ -230,13 +230,34 @@ def finished_run(folder: str | Path, cfg: Any) -> RunResult | None:
     return None if config_differences(stored, cfg.to_dict()) else result
 
 
+TABLE_COLUMNS = (("Seen mAP", "seen_mAP"), ("Seen R1", "seen_R1"), ("Unseen mAP", "unseen_mAP"),
+                 ("Unseen R1", "unseen_R1"), ("Forget", "forgetting_mAP"))
+
+
+def _cell(values: list[float]) -> str:
+    """One value as ``12.34``, several (seeds) as ``mean ± sample std``; NaN (joint's forgetting) as ``-``."""
+    vals = np.asarray(values, dtype=float)
+    if np.isnan(vals).all():
+        return "-"
+    if len(vals) == 1:
+        return f"{vals[0]:.2f}"
+    return f"{vals.mean():.2f} ± {vals.std(ddof=1):.2f}"
+
+
 def format_table(results: list[RunResult]) -> str:
-    """Table-2 style text table: per-method Seen-Avg and Unseen-Avg mAP/R1 (%) and forgetting (mAP points)."""
-    head = f"{'Method':<12} {'Seen mAP':>9} {'Seen R1':>8} {'Unseen mAP':>11} {'Unseen R1':>10} {'Forget':>7}"
-    lines = [head, "-" * len(head)]
+    """Table-2 style text table: per method (and evaluation variant) Seen-Avg and Unseen-Avg mAP/R1 (%) and
+    forgetting (mAP points); several results of one method (seeds) give one row of mean ± sample std. Columns
+    are as wide as their longest cell."""
+    groups: dict[str, list[dict[str, float]]] = {}
     for r in (row for res in results for row in res.expanded()):
-        s = r.summary()
-        forget = "-" if np.isnan(s["forgetting_mAP"]) else f"{100 * s['forgetting_mAP']:.1f}"
-        lines.append(f"{r.method:<12} {100 * s['seen_mAP']:>9.2f} {100 * s['seen_R1']:>8.2f} "
-                     f"{100 * s['unseen_mAP']:>11.2f} {100 * s['unseen_R1']:>10.2f} {forget:>7}")
-    return "\n".join(lines)
+        groups.setdefault(r.method, []).append(r.summary())
+    head = ["Method"] + [name for name, _ in TABLE_COLUMNS]
+    rows = [[method] + [_cell([100 * s[key] for s in sums]) for _, key in TABLE_COLUMNS]
+            for method, sums in groups.items()]
+    widths = [max(len(row[i]) for row in [head] + rows) for i in range(len(head))]
+
+    def line(row: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+
+    text = [line(head), "-" * len(line(head))]
+    return "\n".join(text + [line(row) for row in rows])

@@ -16,6 +16,10 @@ def test_profiles_resolve():
     assert (paper.train.p_ids, paper.train.k_imgs, paper.data.height, paper.data.width) == (32, 4, 256, 128)
     m = paper.method
     assert (m.tau, m.gamma0, m.gamma1, m.gamma2, m.gamma3, m.k) == (2.0, 1.0, 0.5, 0.1, 100.0, 3)
+    demo = profile("demo")   # >= 200 queries per domain (2 per test identity), the paper's 16x8 patch grid
+    assert demo.data.synth_test_ids >= 100 and demo.data.synth_variant == "premise"
+    assert (demo.data.height, demo.data.width, demo.model.small_stride) == (64, 32, 4)
+    assert demo.train.lr_schedule == "global" and demo.method.gamma3 == paper.method.gamma3
 
 
 def test_yaml_and_overrides(tmp_path):
@@ -35,6 +39,8 @@ def test_yaml_and_overrides(tmp_path):
     ("train.p_ids=1", "train.p_ids"),
     ("model.backbone=vgg", "model.backbone"),
     ("model.pretrained=/no/such/weights.pth", "/no/such/weights.pth"),
+    ("model.small_stride=2", "model.small_stride"),
+    ("data.synth_variant=easy", "data.synth_variant"),
 ])
 def test_bad_values_one_line(override, message):
     with pytest.raises(LReIDError, match=message) as info:

@@ -81,3 +81,19 @@ def test_corrupt_image_named(tmp_path):
     bad.write_bytes(b"\xff\xd8\xff not a jpeg")
     with pytest.raises(LReIDError, match="0001_c1s1_000001_00.jpg"):
         load_images([str(bad)], 16, 8)
+
+
+def test_profiles_get_their_own_synthetic_cache_folder(monkeypatch, tmp_path):
+    from lreid_core.config import parse_overrides
+    from lreid_core.data.synthetic import benchmark_key
+
+    monkeypatch.setenv("LREID_CACHE", str(tmp_path))
+    small = ["data.synth_train_ids=4", "data.synth_test_ids=2", "data.synth_images_per_id=4", "data.order=synth_a",
+             "data.unseen=", "data.ids_per_domain=4", "train.p_ids=2"]
+    a = build_benchmark(load_config(profile_name="smoke", overrides=parse_overrides(small)))
+    b = build_benchmark(load_config(profile_name="smoke", overrides=parse_overrides(small + ["data.synth_test_ids=3"])))
+    folders = sorted(p.name for p in (tmp_path / "synthetic").iterdir())
+    assert len(folders) == 2 and all(f.startswith("v") for f in folders)
+    assert len(a.seen[0].query) == 4 and len(b.seen[0].query) == 6          # neither overwrote the other
+    assert benchmark_key(ids_per_domain=4, test_ids_per_domain=2, images_per_id=4, seed=0,
+                         variant="premise") in folders

@@ -142,3 +142,37 @@ def test_defaults_and_renderer():
         for attr in style.identity + style.camera_nuisance:
             assert a1[attr] == a2[attr] == (ident[attr] if attr in style.identity else a1[attr])
     assert S.stable_seed("x", 1) == S.stable_seed("x", 1) != S.stable_seed("x", 2)
+
+
+def test_variants_premise_shares_identity_meaning_conflict_does_not():
+    assert set(S.STYLE_VARIANTS) == {"premise", "conflict", "pretrain"} and S.DOMAIN_STYLES is S.STYLE_VARIANTS["premise"]
+    premise = [S.get_style(n) for n in S.DEFAULT_DOMAINS + S.DEFAULT_UNSEEN]
+    conflict = [S.get_style(n, "conflict") for n in S.DEFAULT_DOMAINS + S.DEFAULT_UNSEEN]
+    for st in premise:   # the whole appearance is identity, colours from one palette, in every domain
+        assert st.identity == S.ATTRIBUTES and not st.camera_nuisance and st.shared_palette
+        assert np.array_equal(S.palette(st), S.SHARED_PALETTE)
+    assert len({st.background for st in premise}) >= 4 and len({st.render_scale for st in premise}) >= 3
+    assert any(st.identity != S.ATTRIBUTES for st in conflict) and not any(st.shared_palette for st in conflict)
+    assert not set(S.PRETRAIN_STYLES) & set(S.PREMISE_STYLES)     # the pretraining pool is disjoint
+    with pytest.raises(LReIDError, match="variant"):
+        S.get_style("synth_a", "nope")
+    with pytest.raises(LReIDError, match="shared colour"):
+        S.color_weights(mauve=2.0)
+
+
+def test_variant_is_part_of_the_parameters(tmp_path):
+    S.make_benchmark(tmp_path / "p", domains=["synth_a"], **SMALL)
+    S.make_benchmark(tmp_path / "c", domains=["synth_a"], variant="conflict", **SMALL)
+    meta = [json.loads((tmp_path / v / "synth_a" / "synthetic.json").read_text())["params"] for v in "pc"]
+    assert [m["variant"] for m in meta] == ["premise", "conflict"] and meta[0]["style_hash"] != meta[1]["style_hash"]
+    a = {p.read_bytes() for p in (tmp_path / "p" / "synth_a" / "query").iterdir()}
+    assert not a & {p.read_bytes() for p in (tmp_path / "c" / "synth_a" / "query").iterdir()}
+
+
+def test_benchmark_key_covers_every_parameter():
+    base = dict(ids_per_domain=100, test_ids_per_domain=100, images_per_id=12, seed=0, variant="premise")
+    key = S.benchmark_key(**base)
+    assert key == S.benchmark_key(**dict(base)) and key.startswith(f"v{S.GENERATOR_VERSION}-premise-")
+    for k, v in [("ids_per_domain", 12), ("test_ids_per_domain", 8), ("images_per_id", 6), ("seed", 1),
+                 ("variant", "conflict")]:
+        assert S.benchmark_key(**{**base, k: v}) != key, k

@@ -96,11 +96,13 @@ def build_benchmark(cfg: Config) -> Benchmark:
     root = Path(d.root).expanduser() if d.root else default_cache_root()
     order = resolve_order(d.order)
     if d.synthetic:
-        from .synthetic import make_benchmark
+        from .synthetic import benchmark_key, make_benchmark
 
-        make_benchmark(root, domains=order + list(d.unseen), ids_per_domain=d.synth_train_ids,
-                       test_ids_per_domain=d.synth_test_ids, images_per_id=d.synth_images_per_id,
-                       seed=d.synth_seed)
+        params = {"ids_per_domain": d.synth_train_ids, "test_ids_per_domain": d.synth_test_ids,
+                  "images_per_id": d.synth_images_per_id, "seed": d.synth_seed, "variant": d.synth_variant}
+        if not d.root:   # the shared cache: one folder per generator setting, so settings never overwrite each other
+            root = root / benchmark_key(**params)
+        make_benchmark(root, domains=order + list(d.unseen), **params)
     elif not root.is_dir():
         raise LReIDError(f"data root not found: {root}")
     if len(set(order)) != len(order):

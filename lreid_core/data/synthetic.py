@@ -2,20 +2,29 @@
 
 A pedestrian is a set of coloured, patterned body parts (hair, head, torso, arms, legs, shoes,
 optional bag / backpack / handbag / cap / beanie) painted over a background.  Every domain is a
-*style* (:class:`DomainStyle`): colour palette, background kind, render resolution, camera set-up
-(viewpoint, illumination, blur, noise, occlusion) and, crucially, WHICH person attributes carry
-identity.  The others are nuisance, redrawn per camera or per image:
+*style* (:class:`DomainStyle`): colour palette, attribute frequencies, background kind, render
+resolution and camera set-up (height/viewpoint, illumination and colour cast, blur, noise,
+occlusion).  Two variants of the seven built-in domains exist (:data:`STYLE_VARIANTS`):
 
-* ``synth_a`` -- identity in clothing colours; patterns and accessories redrawn per image;
-* ``synth_b`` -- identity in patterns/shape; all clothing hues rotated at random per image;
-* ``synth_c`` -- greyscale, low resolution; pattern kind redrawn per camera;
-* ``synth_d`` -- identity in bag/hat/trousers; the whole top redrawn per camera;
-* ``synth_e`` -- night; identity in the top; trousers redrawn per camera;
-* ``synth_u1``, ``synth_u2`` -- unseen test domains (pastel colours; sepia, very low resolution).
+``premise`` (the default) models PatchKD's premise (Fig. 1): domains differ by IMAGE-LEVEL factors
+(scene and background clutter, camera height and viewpoint, illumination and colour cast,
+resolution and blur, occlusion) and by a moderate shift of attribute frequencies (a summer street
+wears brighter colours and more shorts than a winter CCTV feed), while identity is the person's
+whole appearance, drawn from ONE shared colour palette, with the same meaning in every domain:
 
-A model fine-tuned on a later domain learns invariances (to hue, to tops, ...) that an earlier
-domain needed, which is what makes lifelong re-identification forget.  Within a domain the
-palettes are small, so several identities share most attributes.
+* ``synth_a`` -- sunny street, warm light, ground-level cameras, summer clothing;
+* ``synth_b`` -- indoor mall, cool fluorescent light, shop-front background, some occlusion;
+* ``synth_c`` -- high CCTV cameras looking down, low resolution, washed-out colour, winter clothing;
+* ``synth_d`` -- crowded plaza, harsh per-camera lighting and colour casts, frequent occlusion;
+* ``synth_e`` -- night street, sodium light, dark and noisy, lower resolution;
+* ``synth_u1``, ``synth_u2`` -- unseen test domains (overexposed pastel campus; sepia, very low
+  resolution archive seen from above).
+
+``conflict`` (the harder variant) makes each domain's IDENTITY CUES conflict with the others: in
+every domain some attributes carry identity and the others are nuisance, redrawn per camera or
+per image (``synth_b``: hues rotated at random per image; ``synth_d``: the whole top redrawn per
+camera; ...), each domain with its own palette.  That models a shift of what identity means: a
+model fine-tuned on a later domain learns invariances that an earlier domain needed.
 
 Public entry points: :func:`make_benchmark` (writes
 ``root/<domain>/{bounding_box_train,query,bounding_box_test}``), :data:`DOMAIN_STYLES` /
@@ -53,6 +62,8 @@ __all__ = [
     "DOMAIN_STYLES",
     "DomainStyle",
     "GENERATOR_VERSION",
+    "STYLE_VARIANTS",
+    "benchmark_key",
     "get_style",
     "make_benchmark",
     "make_camera",
@@ -62,8 +73,8 @@ __all__ = [
     "stable_seed",
 ]
 
-GENERATOR_VERSION = 2
-"""Bumped whenever the rendered images change; part of the cache key in ``synthetic.json``."""
+GENERATOR_VERSION = 3
+"""Bumped whenever the rendered images change; part of the cache key (:func:`benchmark_key`, ``synthetic.json``)."""
 
 SPLITS = ("bounding_box_train", "query", "bounding_box_test")
 
@@ -100,6 +111,22 @@ HAIR_COLORS = np.array(
     [[25, 20, 18], [70, 45, 30], [120, 80, 45], [200, 165, 100], [150, 150, 150], [150, 60, 30]],
     dtype=np.float32,
 )
+SHARED_COLORS: dict[str, tuple[int, int, int]] = {
+    "black": (28, 28, 32), "white": (236, 236, 230), "grey": (128, 128, 132), "navy": (30, 40, 95),
+    "blue": (40, 95, 205), "sky": (125, 185, 235), "green": (35, 140, 60), "olive": (115, 120, 45),
+    "yellow": (232, 200, 40), "orange": (236, 120, 30), "red": (205, 30, 35), "maroon": (112, 25, 42),
+    "pink": (236, 130, 175), "purple": (120, 50, 155), "brown": (112, 70, 38), "beige": (212, 186, 140),
+}
+"""The ``premise`` variant's palette: one set of clothing colours, the same in every domain."""
+SHARED_PALETTE = np.array(list(SHARED_COLORS.values()), dtype=np.float32)
+
+
+def color_weights(**boost: float) -> tuple[float, ...]:
+    """Relative frequencies of the :data:`SHARED_COLORS` swatches: 1 each, times ``boost[name]``."""
+    unknown = set(boost) - set(SHARED_COLORS)
+    if unknown:
+        raise LReIDError(f"unknown shared colour(s) {sorted(unknown)}; valid: {', '.join(SHARED_COLORS)}")
+    return tuple(float(boost.get(name, 1.0)) for name in SHARED_COLORS)
 
 
 @dataclass(frozen=True)
@@ -108,19 +135,23 @@ class DomainStyle:
 
     name: str
     description: str
-    # palette: colours are drawn from ``n_colors`` fixed swatches spread over these HSV ranges
-    hues: tuple[tuple[float, float], ...]  # degrees
-    sat: tuple[float, float]
-    val: tuple[float, float]
-    n_colors: int
+    # own palette (unless shared_palette): ``n_colors`` fixed swatches spread over these HSV ranges
+    hues: tuple[tuple[float, float], ...] = ((0.0, 360.0),)  # degrees
+    sat: tuple[float, float] = (0.35, 0.95)
+    val: tuple[float, float] = (0.3, 0.95)
+    n_colors: int = 10
     # which attributes carry identity; the others are nuisance
-    identity: tuple[str, ...]
+    identity: tuple[str, ...] = ATTRIBUTES
     camera_nuisance: tuple[str, ...] = ()  # fixed per (pid, camera); everything else: per image
     patterns: tuple[str, ...] = PATTERNS
     freqs: tuple[float, ...] = (2.0, 3.0, 4.5)  # pattern periods per torso height
     bag_probs: tuple[float, ...] = (0.4, 0.2, 0.25, 0.15)
     hat_probs: tuple[float, ...] = (0.6, 0.2, 0.2)
     hair_from_palette: bool = False
+    shared_palette: bool = False  # colours from SHARED_PALETTE (same meaning everywhere) with these weights:
+    color_weights: tuple[float, ...] = ()  # relative swatch frequencies (see color_weights()); () = uniform
+    pattern_probs: tuple[float, ...] = ()  # relative frequencies of ``patterns``; () = uniform
+    bottom_probs: tuple[float, ...] = (0.6, 0.2, 0.2)  # trousers, shorts, skirt
     # rendering
     background: str = "gradient"  # gradient | noise | bricks | stripes | clutter | night
     render_scale: float = 1.0  # <1: render small then upsample (low-resolution camera)
@@ -129,18 +160,20 @@ class DomainStyle:
     blur: tuple[float, float] = (0.0, 0.6)  # per-camera Gaussian blur radius range (output px)
     gain: tuple[float, float] = (0.85, 1.15)  # per-camera brightness
     cast: float = 0.06  # per-camera colour cast strength
+    tint: tuple[float, float, float] = (1.0, 1.0, 1.0)  # colour of the domain's light (RGB gains)
     color_jitter: float = 0.06  # per-image per-part colour jitter
     hue_jitter: float = 0.0  # per-image rotation of all clothing hues, uniform in +-degrees
     person_scale: tuple[float, float] = (0.8, 0.94)  # person height / image height, per camera
     width_scale: float = 1.0  # body proportions
     head_scale: float = 1.0
     shear: float = 0.08  # per-camera shear range
+    elevation: tuple[float, float] = (0.0, 0.0)  # per-camera height, 0 = eye level .. 1 = looking down
     back_view_prob: float = 0.3  # fraction of cameras that see people from behind
     occlusion: float = 0.1  # per-image probability of an occluding rectangle
     cameras: int = 4
 
 
-DOMAIN_STYLES: dict[str, DomainStyle] = {
+CONFLICT_STYLES: dict[str, DomainStyle] = {
     s.name: s
     for s in [
         DomainStyle(
@@ -225,19 +258,131 @@ DOMAIN_STYLES: dict[str, DomainStyle] = {
     ]
 }
 
+_SUMMER = color_weights(white=2.5, sky=2.0, yellow=2.0, orange=2.0, pink=2.0, red=1.5, beige=1.5, black=0.5,
+                        navy=0.5, maroon=0.5, brown=0.5)
+_PLAIN = (4.0, 1.0, 1.0, 1.0, 1.0, 1.0)  # most clothes are plain (relative to PATTERNS)
+_WINTER = color_weights(black=2.5, navy=2.5, grey=2.0, maroon=2.0, brown=2.0, olive=1.5, yellow=0.5, pink=0.5,
+                        sky=0.5, white=0.6)
+PREMISE_STYLES: dict[str, DomainStyle] = {
+    s.name: s
+    for s in [
+        DomainStyle(
+            name="synth_a",
+            description="sunny street: warm light, ground-level cameras, open background, summer clothing "
+            "(bright colours, shorts and skirts)",
+            shared_palette=True, pattern_probs=_PLAIN, color_weights=_SUMMER, bottom_probs=(0.4, 0.35, 0.25),
+            hat_probs=(0.5, 0.4, 0.1), background="gradient", cameras=4, noise=3.0, blur=(0.0, 0.4),
+            gain=(1.0, 1.2), tint=(1.08, 1.0, 0.86), cast=0.05, person_scale=(0.84, 0.95),
+            elevation=(0.0, 0.15), occlusion=0.05,
+        ),
+        DomainStyle(
+            name="synth_b",
+            description="indoor mall: cool fluorescent light, colourful shop fronts behind, medium-height "
+            "cameras, some occlusion, many bags",
+            shared_palette=True, pattern_probs=_PLAIN, color_weights=color_weights(blue=1.8, green=1.5, purple=1.5, grey=1.5),
+            bag_probs=(0.2, 0.3, 0.25, 0.25), background="stripes", cameras=5, noise=4.0, blur=(0.2, 0.6),
+            gain=(0.8, 1.05), tint=(0.9, 1.02, 1.12), cast=0.08, render_scale=0.85,
+            person_scale=(0.76, 0.9), elevation=(0.15, 0.35), occlusion=0.15,
+        ),
+        DomainStyle(
+            name="synth_c",
+            description="high CCTV cameras looking down, low resolution and blur, washed-out colour, brick "
+            "walls, winter clothing (dark colours, trousers, beanies)",
+            shared_palette=True, pattern_probs=_PLAIN, color_weights=_WINTER, bottom_probs=(0.85, 0.03, 0.12),
+            hat_probs=(0.55, 0.1, 0.35), background="bricks", render_scale=0.5, saturation=0.55, cameras=3,
+            noise=5.0, blur=(0.5, 1.0), gain=(0.85, 1.1), cast=0.04, person_scale=(0.66, 0.8),
+            elevation=(0.45, 0.7), occlusion=0.08,
+        ),
+        DomainStyle(
+            name="synth_d",
+            description="crowded plaza: cluttered background, harsh per-camera lighting and strong colour "
+            "casts, frequent occlusion by passers-by and street furniture",
+            shared_palette=True, color_weights=color_weights(green=1.6, olive=1.6, orange=1.4, beige=1.4),
+            pattern_probs=(5.0, 1.0, 1.0, 1.0, 0.8, 1.0), background="clutter", cameras=5, noise=4.0,
+            blur=(0.0, 0.6), gain=(0.75, 1.25), cast=0.1, person_scale=(0.78, 0.93),
+            elevation=(0.1, 0.35), occlusion=0.15,
+        ),
+        DomainStyle(
+            name="synth_e",
+            description="night street: orange sodium light, dark and noisy, lower resolution, lamps and shop "
+            "windows behind",
+            shared_palette=True, pattern_probs=_PLAIN, color_weights=color_weights(black=1.8, red=1.6, white=1.4, grey=1.4),
+            background="night", render_scale=0.7, cameras=4, noise=8.0, blur=(0.3, 0.8), gain=(0.6, 0.85),
+            tint=(1.12, 0.96, 0.72), cast=0.08, person_scale=(0.74, 0.9), elevation=(0.05, 0.3),
+            occlusion=0.1,
+        ),
+        DomainStyle(
+            name="synth_u1",
+            description="(unseen) campus in overcast light: overexposed, pale textured background, slightly "
+            "desaturated, some occlusion",
+            shared_palette=True, pattern_probs=_PLAIN, color_weights=color_weights(sky=1.6, pink=1.6, beige=1.6, white=1.4),
+            background="noise", saturation=0.8, cameras=4, noise=3.0, blur=(0.0, 0.5), gain=(1.1, 1.3),
+            tint=(1.0, 1.0, 1.05), cast=0.05, person_scale=(0.8, 0.94), elevation=(0.0, 0.25),
+            occlusion=0.15,
+        ),
+        DomainStyle(
+            name="synth_u2",
+            description="(unseen) sepia archive: very low resolution, blurred, cameras above the crowd",
+            shared_palette=True, pattern_probs=_PLAIN, color_weights=color_weights(brown=1.6, beige=1.6, grey=1.4, navy=1.4),
+            background="gradient", render_scale=0.4, saturation=0.5, cameras=3, noise=4.0,
+            blur=(0.4, 0.9), gain=(0.9, 1.1), tint=(1.15, 1.0, 0.78), cast=0.04,
+            person_scale=(0.7, 0.86), elevation=(0.3, 0.55), occlusion=0.08,
+        ),
+    ]
+}
+
+PRETRAIN_STYLES: dict[str, DomainStyle] = {
+    s.name: s
+    for s in [
+        DomainStyle(
+            name="pool_1", description="(pretraining pool) park in daylight, textured greenery, eye level",
+            shared_palette=True, pattern_probs=_PLAIN, background="noise", cameras=4, gain=(0.9, 1.15),
+            tint=(0.98, 1.04, 0.96), elevation=(0.0, 0.2), occlusion=0.1,
+        ),
+        DomainStyle(
+            name="pool_2", description="(pretraining pool) railway station: brick walls, cool light, raised "
+            "cameras, low resolution, crowds",
+            shared_palette=True, pattern_probs=_PLAIN, background="bricks", render_scale=0.6, cameras=4,
+            noise=4.0, blur=(0.3, 0.8), gain=(0.75, 1.05), tint=(0.92, 1.0, 1.1), elevation=(0.25, 0.55),
+            occlusion=0.25,
+        ),
+        DomainStyle(
+            name="pool_3", description="(pretraining pool) evening market: cluttered stalls, warm dim light, "
+            "noise",
+            shared_palette=True, pattern_probs=_PLAIN, background="clutter", cameras=4, noise=6.0,
+            blur=(0.1, 0.6), gain=(0.65, 0.95), tint=(1.1, 0.98, 0.82), cast=0.1, elevation=(0.05, 0.3),
+            occlusion=0.15,
+        ),
+        DomainStyle(
+            name="pool_4", description="(pretraining pool) overcast car park: flat light, faded colours, blur",
+            shared_palette=True, pattern_probs=_PLAIN, background="gradient", render_scale=0.8,
+            saturation=0.7, cameras=4, blur=(0.3, 0.9), gain=(0.85, 1.1), elevation=(0.1, 0.4), occlusion=0.1,
+        ),
+    ]
+}
+STYLE_VARIANTS: dict[str, dict[str, DomainStyle]] = {
+    "premise": PREMISE_STYLES, "conflict": CONFLICT_STYLES, "pretrain": PRETRAIN_STYLES}
+"""The built-in domains by variant (``data.synth_variant``): ``premise`` (the default), ``conflict`` (the harder
+variant) and ``pretrain`` (a pool of other domains, disjoint from both, for ``lreid pretrain``)."""
+DOMAIN_STYLES: dict[str, DomainStyle] = PREMISE_STYLES
+"""The default variant's domains."""
+
 DEFAULT_DOMAINS: list[str] = ["synth_a", "synth_b", "synth_c", "synth_d", "synth_e"]
 DEFAULT_UNSEEN: list[str] = ["synth_u1", "synth_u2"]
 
 
-def get_style(style: str | DomainStyle) -> DomainStyle:
-    """Return the named :class:`DomainStyle` (or pass one through); unknown name -> LReIDError."""
+def get_style(style: str | DomainStyle, variant: str = "premise") -> DomainStyle:
+    """Return the named :class:`DomainStyle` of ``variant`` (or pass one through); unknown name -> LReIDError."""
     if isinstance(style, DomainStyle):
         return style
+    if variant not in STYLE_VARIANTS:
+        raise LReIDError(f"unknown synthetic variant {variant!r}; valid: {', '.join(STYLE_VARIANTS)}")
+    styles = STYLE_VARIANTS[variant]
     try:
-        return DOMAIN_STYLES[style]
+        return styles[style]
     except (KeyError, TypeError):
         raise LReIDError(
-            f"unknown synthetic domain {style!r}; valid names: {', '.join(DOMAIN_STYLES)}"
+            f"unknown synthetic domain {style!r}; valid names: {', '.join(styles)}"
         ) from None
 
 
@@ -255,8 +400,11 @@ _PALETTE_CACHE: dict[DomainStyle, np.ndarray] = {}
 
 
 def palette(style: str | DomainStyle) -> np.ndarray:
-    """The style's ``(n_colors, 3)`` float32 RGB swatches (fixed per style, not per seed)."""
+    """The style's ``(n, 3)`` float32 RGB swatches: :data:`SHARED_PALETTE`, or its own ``n_colors`` (fixed per
+    style, not per seed)."""
     style = get_style(style)
+    if style.shared_palette:
+        return SHARED_PALETTE
     if style not in _PALETTE_CACHE:
         rng = np.random.default_rng(stable_seed("palette", style.name))
         spans = np.array([h1 - h0 for h0, h1 in style.hues], dtype=np.float64)
@@ -297,16 +445,21 @@ def _sample_attr(name: str, style: DomainStyle, pal: np.ndarray, rng: np.random.
         src = pal if style.hair_from_palette else HAIR_COLORS
         return src[rng.integers(len(src))].tolist()
     if name in COLOR_ATTRS:
-        idx = int(rng.integers(len(pal)))
+        weights = style.color_weights if style.shared_palette else ()
+
+        def draw() -> int:
+            return _pick(rng, range(len(pal)), weights) if weights else int(rng.integers(len(pal)))
+
+        idx = draw()
         partner = _PARTNER.get(name)
         if partner is not None and partner in attrs and len(pal) > 1:
             # the secondary pattern colour must differ from the main one, or the pattern vanishes
             main = np.asarray(attrs[partner], dtype=np.float32)
             while np.abs(pal[idx] - main).sum() < 1e-3:
-                idx = int(rng.integers(len(pal)))
+                idx = draw()
         return pal[idx].tolist()
     if name in ("top_pattern", "bottom_pattern"):
-        return _pick(rng, style.patterns)
+        return _pick(rng, style.patterns, style.pattern_probs or None)
     if name in ("top_freq", "bottom_freq"):
         return float(_pick(rng, style.freqs))
     if name == "sleeve":
@@ -388,6 +541,7 @@ def make_camera(style: str | DomainStyle, index: int, seed: int = 0) -> dict[str
         "blur": float(rng.uniform(*style.blur)),
         "noise": float(style.noise * rng.uniform(0.7, 1.3)),
         "bg_seed": int(rng.integers(2**62)),
+        "elevation": float(rng.uniform(*style.elevation)),
         "_bg": {},
     }
 
@@ -542,10 +696,10 @@ class _Win:
 
 class _Canvas:
     """Body-coordinate painter.  u is horizontal (0 = body axis), v vertical (0 = top of the head,
-    1 = soles), both in units of the person's height.  Every part is evaluated only inside the
+    1 = soles), both in units of the person's height (u stretched by ``aspect``).  Every part is evaluated only inside the
     pixel bounding box of its body-coordinate box (that keeps rendering ~1 ms per image)."""
 
-    def __init__(self, img, cx, top_y, ph, rot, shear, flip, rng, jitter):
+    def __init__(self, img, cx, top_y, ph, rot, shear, flip, rng, jitter, aspect=1.0):
         self.img, self.rng, self.jitter = img, rng, jitter
         self.cx, self.top_y, self.ph, self.shear, self.flip = cx, top_y, ph, shear, flip
         self.cos, self.sin = float(np.cos(rot)), float(np.sin(rot))
@@ -554,7 +708,7 @@ class _Canvas:
         dx, dy = xs - cx, ys - top_y - ph / 2
         dxr = dx * self.cos - dy * self.sin
         dyr = dx * self.sin + dy * self.cos + ph / 2
-        self.u = (dxr - shear * (dyr - ph)) / ph
+        self.u = (dxr - shear * (dyr - ph)) / (ph * aspect)
         if flip:
             self.u = -self.u
         self.v = dyr / ph
@@ -562,8 +716,8 @@ class _Canvas:
         # body (u, v) -> pixel (x, y) is affine; coefficients used for window bounding boxes
         su, cs, sn = (-1.0 if flip else 1.0), self.cos, self.sin
         self.affine = (
-            su * ph * cs, shear * ph * cs + ph * sn, cx - 0.5 - shear * ph * cs - ph / 2 * sn,
-            -su * ph * sn, -shear * ph * sn + ph * cs, top_y + ph / 2 - 0.5 + shear * ph * sn - ph / 2 * cs,
+            su * ph * aspect * cs, shear * ph * cs + ph * sn, cx - 0.5 - shear * ph * cs - ph / 2 * sn,
+            -su * ph * aspect * sn, -shear * ph * sn + ph * cs, top_y + ph / 2 - 0.5 + shear * ph * sn - ph / 2 * cs,
         )
         self._jit = rng.normal(0, jitter, (16, 4)).astype(np.float32) if jitter > 0 else None
         self._jit_i = 0
@@ -703,18 +857,19 @@ def render_person(
     # ---- per-image geometry ---------------------------------------------------------------
     flip = rng.random() < camera["flip_prob"]
     back = rng.random() < camera["back_prob"]
-    ph = rh * camera["scale"] * float(attrs["height"]) * rng.uniform(0.96, 1.04)  # person px
+    elev = float(camera.get("elevation", 0.0))  # seen from above: foreshortened body, larger head
+    ph = rh * camera["scale"] * float(attrs["height"]) * rng.uniform(0.96, 1.04) * (1 - 0.25 * elev)  # person px
     foot_y = rh * (0.5 + camera["scale"] * 0.5 + camera["y_offset"]) + rng.uniform(-0.03, 0.03) * rh
     foot_y = min(foot_y, rh * 0.995)
     cx = rw * 0.5 + rng.uniform(-0.09, 0.09) * rw
     rot = np.deg2rad(rng.uniform(-3, 3))
     shear = camera["shear"] + rng.uniform(-0.02, 0.02)
-    cv = _Canvas(img, cx, foot_y - ph, ph, rot, shear, flip, rng, style.color_jitter)
+    cv = _Canvas(img, cx, foot_y - ph, ph, rot, shear, flip, rng, style.color_jitter, aspect=1 + 0.3 * elev)
 
     # ---- body layout (body units) -------------------------------------------------------
     wf = float(attrs["build"]) * style.width_scale
-    head_h = 0.13 * style.head_scale
-    head_ru = 0.058 * style.head_scale
+    head_h = 0.13 * style.head_scale * (1 + 0.35 * elev)
+    head_ru = 0.058 * style.head_scale * (1 + 0.35 * elev)
     torso_v0 = head_h + 0.02
     waist = torso_v0 + (1.0 - torso_v0) * 0.40
     sole, shoe_v0 = 1.0, 0.955
@@ -835,7 +990,8 @@ def render_person(
 
     # ---- occlusion, illumination, resolution, blur, noise ----------------------------------
     if rng.random() < style.occlusion:
-        oc = palette(style)[rng.integers(style.n_colors)] * 0.6 + 40
+        pal = palette(style)
+        oc = pal[rng.integers(len(pal))] * 0.6 + 40
         if rng.random() < 0.6:  # something in front of the legs (car, bench, railing)
             img[int(rh * rng.uniform(0.6, 0.8)):] = oc
         else:  # a passer-by / pole at one side
@@ -844,7 +1000,8 @@ def render_person(
                 img[:, :wdt] = oc
             else:
                 img[:, rw - wdt:] = oc
-    light = np.asarray(camera["cast"], np.float32) * (camera["gain"] * rng.uniform(0.93, 1.07))
+    light = np.asarray(camera["cast"], np.float32) * np.asarray(style.tint, np.float32)
+    light *= camera["gain"] * rng.uniform(0.93, 1.07)
     img *= light
     if (rh, rw) != (height, width):
         small = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
@@ -991,6 +1148,15 @@ def _finalize(root: Path, tmp: Path, style: DomainStyle, params: Mapping[str, An
     shutil.rmtree(old, ignore_errors=True)
 
 
+def benchmark_key(**params: Any) -> str:
+    """A folder name for one generator setting, ``v<GENERATOR_VERSION>-<variant>-<hash>``: the hash covers
+    every :func:`make_benchmark` keyword in ``params`` (domains excepted: each domain's own style is checked in
+    its ``synthetic.json``), so settings that differ never share, or overwrite, a folder."""
+    variant = params.get("variant", "premise")
+    digest = hashlib.sha256(json.dumps([GENERATOR_VERSION, params], sort_keys=True, default=str).encode())
+    return f"v{GENERATOR_VERSION}-{variant}-{digest.hexdigest()[:10]}"
+
+
 def _check_int(label: str, val: Any, lo: int) -> None:
     if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < lo:
         raise LReIDError(f"make_benchmark: {label} must be an integer >= {lo}, got {val!r}")
@@ -1011,6 +1177,7 @@ def make_benchmark(
     gallery_per_id: int | None = None,
     distractors: int = 0,
     workers: int | None = None,
+    variant: str = "premise",
 ) -> dict[str, Path]:
     """Write (or reuse) the synthetic benchmark under ``root``; returns ``{domain: path}``.
 
@@ -1020,9 +1187,9 @@ def make_benchmark(
     ``gallery_per_id`` (default ``max(2, images_per_id - 4)``) gallery images spread over the
     cameras (``bounding_box_test``) so that every query has a cross-camera match, plus
     ``distractors`` gallery images of pid 0000.  ``cameras=None`` uses each style's own camera
-    count.  ``domains`` holds names from :data:`DOMAIN_STYLES` (default: the 5 seen + 2 unseen)
-    or :class:`DomainStyle` objects (e.g. ``dataclasses.replace(get_style("synth_a"),
-    name="synth_a_easy", occlusion=0.0)``).  Files are ``PPPP_cCs1_FFFFFF_00.jpg``.
+    count.  ``domains`` holds names of the ``variant``'s built-in domains (:data:`STYLE_VARIANTS`;
+    default: all of them, for ``premise``/``conflict`` the 5 seen + 2 unseen) or :class:`DomainStyle`
+    objects (e.g. ``dataclasses.replace(get_style("synth_a"), name="synth_a_easy", occlusion=0.0)``).  Files are ``PPPP_cCs1_FFFFFF_00.jpg``.
 
     Each domain is written to a private temp folder ``root/.<domain>.XXXX.tmp`` and renamed into
     place, under an exclusive lock on ``root/.lock`` (concurrent processes wait, then reuse it), with
@@ -1032,14 +1199,14 @@ def make_benchmark(
     jobs of >= 3000 images, else 1; serial where fork is unavailable); the bytes do not depend on it.
     """
     if domains is None:
-        names = list(DEFAULT_DOMAINS + DEFAULT_UNSEEN)
+        names = list(STYLE_VARIANTS.get(variant, DOMAIN_STYLES))
     elif isinstance(domains, str):
         names = [domains]
     else:
         names = list(domains)
     if not names:
         raise LReIDError("make_benchmark: no domains requested")
-    styles = [get_style(n) for n in names]
+    styles = [get_style(n, variant) for n in names]
     if len({st.name for st in styles}) != len(styles):
         raise LReIDError(f"make_benchmark: duplicate domain names in {[st.name for st in styles]}")
     _check_int("ids_per_domain", ids_per_domain, 1)
@@ -1065,7 +1232,7 @@ def make_benchmark(
     jobs: list[tuple[DomainStyle, dict[str, Any], int]] = []
     for style in styles:
         params = {
-            "generator_version": GENERATOR_VERSION, "spec": style.name,
+            "generator_version": GENERATOR_VERSION, "spec": style.name, "variant": variant,
             "style_hash": stable_seed(json.dumps(asdict(style), sort_keys=True)), "seed": int(seed),
             "ids_per_domain": int(ids_per_domain), "test_ids_per_domain": int(test_ids_per_domain),
             "images_per_id": int(images_per_id), "gallery_per_id": int(gallery),

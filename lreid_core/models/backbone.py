@@ -1,5 +1,7 @@
 """Backbones psi(.) returning the last feature map (B, C, h, w): torchvision ResNets with last stride 1,
-or a small residual CNN for CPU profiles. ImageNet weights come only from a local file."""
+or a small residual CNN for CPU profiles. ImageNet weights come only from a local file; the small CNN can start
+from the shipped ``model.pretrained=synthetic`` weights (``lreid pretrain`` on a disjoint pool of synthetic
+domains, see the README) or a file that command wrote."""
 from __future__ import annotations
 
 import warnings
@@ -14,17 +16,22 @@ from ..errors import LReIDError
 from ..io import safe_load
 
 _warned_random_init = False
+SYNTHETIC_WEIGHTS = Path(__file__).parent / "weights" / "small_synthetic.pt"
+"""``model.pretrained=synthetic``: the small backbone pretrained by ``lreid pretrain --seed 0`` (shipped)."""
 
 
 class SmallResNet(nn.Module):
     """A 4-stage residual CNN (widths w, 2w, 4w, 8w) for CPU profiles: a stride-2 stem, then one BasicBlock per
-    stage with strides 1, 2, 2, last_stride (total stride 8 with last stride 1, a 8x4 map at 64x32 input)."""
+    stage with strides 1, 2, 2, last_stride (``stride=8``: a 8x4 map at 64x32 input with last stride 1) or 1, 2, 1,
+    last_stride (``stride=4``: a 16x8 map at 64x32, the paper's patch grid)."""
 
-    def __init__(self, last_stride: int = 1, width: int = 16):
+    def __init__(self, last_stride: int = 1, width: int = 16, stride: int = 8):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 2, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
         widths = [width, width * 2, width * 4, width * 8]
-        strides = [1, 2, 2, last_stride]
+        if stride not in (4, 8):
+            raise LReIDError(f"small backbone stride must be 4 or 8, got {stride}")
+        strides = [1, 2, 2 if stride == 8 else 1, last_stride]
         layers, cin = [], width
         for w, s in zip(widths, strides):
             down = None
@@ -79,26 +86,49 @@ def _load_imagenet(net: nn.Module, path: str, name: str) -> None:
     net.load_state_dict(state, strict=False)
 
 
-def feature_grid(name: str, height: int, width: int, last_stride: int = 1) -> tuple[int, int]:
+def feature_grid(name: str, height: int, width: int, last_stride: int = 1, small_stride: int = 8) -> tuple[int, int]:
     """(h, w) of the feature map for an input of ``height x width``, without building the net.
 
     Every stride-s layer (3x3/pad 1 convs, 1x1 downsample convs, resnet's 7x7/pad 3 stem and 3x3/pad 1
-    max-pool) maps n to ceil(n / s): ``small`` has strides 2, 1, 2, 2, last_stride; the torchvision
-    ResNets 2 (stem), 2 (max-pool), 1, 2, 2, last_stride.
+    max-pool) maps n to ceil(n / s): ``small`` has strides 2, 1, 2, 2 (1 with ``small_stride=4``), last_stride;
+    the torchvision ResNets 2 (stem), 2 (max-pool), 1, 2, 2, last_stride.
     """
-    strides = [2, 1, 2, 2, last_stride] if name == "small" else [2, 2, 1, 2, 2, last_stride]
+    small = [2, 1, 2, 2 if small_stride == 8 else 1, last_stride]
+    strides = small if name == "small" else [2, 2, 1, 2, 2, last_stride]
     h, w = height, width
     for s in strides:
         h, w = -(-h // s), -(-w // s)
     return h, w
 
 
-def build_backbone(name: str, pretrained: str = "", last_stride: int = 1, width: int = 16) -> nn.Module:
-    """``resnet50`` (paper), ``resnet18`` or ``small`` (of stage width ``width``); the module has ``out_channels``."""
+def _load_small(net: SmallResNet, file: Path, width: int, stride: int) -> None:
+    """Load weights written by ``lreid pretrain`` (a dict with ``state_dict``, ``width``, ``stride``)."""
+    if not file.is_file():
+        raise LReIDError(f"small-backbone weights file not found: {file}")
+    try:
+        ckpt = torch.load(file, map_location="cpu", weights_only=True)
+        state, w, s = ckpt["state_dict"], ckpt["width"], ckpt["stride"]
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
+        raise LReIDError(f"could not read small-backbone weights {file} (written by lreid pretrain?): "
+                         f"{type(exc).__name__}") from None
+    if (w, s) != (width, stride):
+        raise LReIDError(f"weights {file} are for model.width={w}, model.small_stride={s}; "
+                         f"the config has {width}, {stride}")
+    try:
+        net.load_state_dict({k: v.float() for k, v in state.items()})
+    except RuntimeError:
+        raise LReIDError(f"weights {file} do not fit the small backbone (last_stride?)") from None
+
+
+def build_backbone(name: str, pretrained: str = "", last_stride: int = 1, width: int = 16,
+                   small_stride: int = 8) -> nn.Module:
+    """``resnet50`` (paper), ``resnet18`` or ``small`` (of stage width ``width``, ``small_stride`` before the last
+    stage); the module has ``out_channels``."""
     if name == "small":
+        net = SmallResNet(last_stride, width, small_stride)
         if pretrained:
-            raise LReIDError(f"backbone 'small' has no ImageNet weights; drop model.pretrained={pretrained}")
-        return SmallResNet(last_stride, width)
+            _load_small(net, SYNTHETIC_WEIGHTS if pretrained == "synthetic" else Path(pretrained), width, small_stride)
+        return net
     builders = {"resnet50": resnet50, "resnet18": resnet18}
     if name not in builders:
         raise LReIDError(f"unknown backbone {name!r}; valid: resnet50, resnet18, small")

@@ -78,7 +78,7 @@ class MultiHeadReID(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.trunk = build_backbone(cfg.backbone, cfg.pretrained, cfg.last_stride, cfg.width)
+        self.trunk = build_backbone(cfg.backbone, cfg.pretrained, cfg.last_stride, cfg.width, cfg.small_stride)
         self.n = self.trunk.out_channels             # n of the seed (2048 for ResNet-50)
         self.heads = nn.ModuleList()
 

@@ -19,7 +19,7 @@ class ReIDModel(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.backbone = build_backbone(cfg.backbone, cfg.pretrained, cfg.last_stride, cfg.width)
+        self.backbone = build_backbone(cfg.backbone, cfg.pretrained, cfg.last_stride, cfg.width, cfg.small_stride)
         self.feat_dim = self.backbone.out_channels
         self.head = BNNeckHead(self.feat_dim, per_step=cfg.neck == "per_step")
 
