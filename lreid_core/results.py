@@ -230,8 +230,12 @@ def finished_run(folder: str | Path, cfg: Any) -> RunResult | None:
     return None if config_differences(stored, cfg.to_dict()) else result
 
 
-def format_table(results: list[RunResult]) -> str:
-    """Table-2 style text table: per-method Seen-Avg and Unseen-Avg mAP/R1 (%) and forgetting (mAP points)."""
+def format_table(results: list[RunResult], chance: dict[str, dict[str, float]] | None = None) -> str:
+    """Table-2 style text table: per-method Seen-Avg and Unseen-Avg mAP/R1 (%) and forgetting (mAP points).
+
+    ``chance`` (``evaluate.chance_levels``: domain -> {"mAP", "R1"} of a random ranking) adds a last row, the
+    averages a model that ranks the gallery at random gets on the same test sets.
+    """
     head = f"{'Method':<12} {'Seen mAP':>9} {'Seen R1':>8} {'Unseen mAP':>11} {'Unseen R1':>10} {'Forget':>7}"
     lines = [head, "-" * len(head)]
     for r in (row for res in results for row in res.expanded()):
@@ -239,4 +243,10 @@ def format_table(results: list[RunResult]) -> str:
         forget = "-" if np.isnan(s["forgetting_mAP"]) else f"{100 * s['forgetting_mAP']:.1f}"
         lines.append(f"{r.method:<12} {100 * s['seen_mAP']:>9.2f} {100 * s['seen_R1']:>8.2f} "
                      f"{100 * s['unseen_mAP']:>11.2f} {100 * s['unseen_R1']:>10.2f} {forget:>7}")
+    if chance is not None and results:
+        seen, unseen = results[0].order, results[0].unseen
+        avg = {(part, k): 100 * float(np.mean([chance[d][k] for d in domains])) if domains else float("nan")
+               for part, domains in (("seen", seen), ("unseen", unseen)) for k in ("mAP", "R1")}
+        lines.append(f"{'chance':<12} {avg['seen', 'mAP']:>9.2f} {avg['seen', 'R1']:>8.2f} "
+                     f"{avg['unseen', 'mAP']:>11.2f} {avg['unseen', 'R1']:>10.2f} {'-':>7}")
     return "\n".join(lines)
