@@ -31,8 +31,13 @@ from .results import RunResult, finished_run, holds_run
 
 
 def setup() -> None:
-    """Switch progress bars off and render displayed Figures as PNG images (call once, first thing)."""
+    """Switch progress bars off and render displayed Figures as PNG images at 100 dpi (so a figure's inches
+    are its size on screen: 1 in = 100 px); call once, first thing."""
+    import matplotlib
+    import matplotlib.pyplot  # noqa: F401  (activates the kernel's inline backend before its rc is changed)
+
     os.environ["LREID_PROGRESS"] = "0"
+    matplotlib.rcParams["figure.dpi"] = 100
     from IPython import get_ipython
 
     shell = get_ipython()
@@ -116,3 +121,37 @@ def drift_from_teacher(folder: Path, cfg: Config, x: torch.Tensor, step: int) ->
         old = teacher(x)["logits"]
         new = student(x)["logits"][:, : old.shape[1]]
     return float(kd_loss(new, old, cfg.method.tau))
+
+
+def query_images(testset, size: tuple[int, int], display: tuple[int, int] | None = None, n: int | None = None,
+                 per_identity: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A test set's query images as (N, 3, H, W) uint8 at the model's ``size`` and, when ``display`` is given, at
+    that (larger) size for drawing: one per identity (first query image, in file order) or all of them, the
+    first ``n``."""
+    from .data.cache import load_images
+
+    if per_identity:
+        first: dict[int, str] = {}
+        for r in testset.query:
+            first.setdefault(r.pid, r.path)
+        paths = list(first.values())
+    else:
+        paths = [r.path for r in testset.query]
+    paths = paths[:n]
+    return load_images(paths, *size), (load_images(paths, *display) if display else None)
+
+
+def sampler_health_table(method, testsets, size: tuple[int, int]):
+    """``models.patch.sampler_health`` of a PatchKD method's argmax choices over every query image of each test
+    set: a DataFrame with one row per domain (images, distinct, top_share, spread, max_prob)."""
+    import pandas as pd
+
+    from .data.augment import normalize
+    from .models.patch import sampler_health
+
+    rows = []
+    for ts in testsets:
+        x, _ = query_images(ts, size, per_identity=False)
+        res = method.inspect(normalize(x))
+        rows.append({"domain": ts.domain, "images": len(x), **sampler_health(res["masks"], res["probs"])})
+    return pd.DataFrame(rows).set_index("domain")
