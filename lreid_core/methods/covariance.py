@@ -217,7 +217,7 @@ def covariance_gradients(method: MultiHeadCovariance, x: torch.Tensor, labels: t
         if grad is not None:
             g["sq"] += float(grad.float().pow(2).sum())
     rows = [{"group": g["group"], "trainable": g["trainable"], "grad_norm": g["sq"] ** 0.5} for g in groups.values()]
-    return {"cov": float(terms["cov"]), "ce": float(terms["ce"]), "groups": rows}
+    return {"cov": terms["cov"].item(), "ce": terms["ce"].item(), "groups": rows}
 
 
 def acting_alpha(method: MultiHeadCovariance, x: torch.Tensor, labels: torch.Tensor, ratio: float = 1.0) -> float:
