@@ -178,10 +178,20 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def config_differences(stored: dict[str, Any], wanted: dict[str, Any],
                        ignore: frozenset[str] = RESULT_NEUTRAL) -> list[str]:
-    """Dotted keys whose values differ between two config dicts (after a YAML round trip), minus ``ignore``."""
+    """Dotted keys whose values differ between two config dicts (after a YAML round trip), minus ``ignore``.
+
+    A key missing from ``stored`` (a setting added after that run was written) matches when ``wanted`` holds the
+    setting's default: a new setting's default keeps the behaviour the older run had.
+    """
     import yaml
 
-    a, b = (flatten(yaml.safe_load(yaml.safe_dump(c, sort_keys=True)) or {}) for c in (stored, wanted))
+    from .config import Config
+
+    a, b, default = (flatten(yaml.safe_load(yaml.safe_dump(c, sort_keys=True)) or {})
+                     for c in (stored, wanted, Config().to_dict()))
+    for k in set(b) - set(a):
+        if k in default:
+            a[k] = default[k]
     return sorted(k for k in set(a) | set(b) if k not in ignore and a.get(k) != b.get(k))
 
 
