@@ -155,3 +155,21 @@ def sampler_health_table(method, testsets, size: tuple[int, int]):
         res = method.inspect(normalize(x))
         rows.append({"domain": ts.domain, "images": len(x), **sampler_health(res["masks"], res["probs"])})
     return pd.DataFrame(rows).set_index("domain")
+
+
+def mAP_with_bn_from(folder: Path, cfg: Config, bench: Benchmark, bn_step: int = 1, domain: int = 0) -> float:
+    """mAP on seen domain ``domain`` of a run's final model with the BatchNorm running statistics of its model
+    after step ``bn_step`` put back (weights unchanged): how much of the forgetting is BN statistics drift."""
+    from .evaluate import evaluate_testset
+    from .train import Trainer
+    from .widgets import load_checkpoint, step_checkpoints
+
+    ckpts = list(step_checkpoints(folder).values())
+    early, final = load_checkpoint(ckpts[bn_step - 1], cfg), load_checkpoint(ckpts[-1], cfg)
+    state = final.model.state_dict()
+    for key, value in early.model.state_dict().items():
+        if key.endswith(("running_mean", "running_var")) and state[key].shape == value.shape:
+            state[key] = value
+    final.model.load_state_dict(state)
+    trainer = Trainer(cfg, final, bench, progress=False, tensorboard=False)
+    return evaluate_testset(trainer, bench.seen[domain], final.embed)["mAP"]
