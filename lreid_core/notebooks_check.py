@@ -33,7 +33,7 @@ def execute(path: Path, profile: str, out: Path, timeout: int = 1800):
     None). The executed copy is written to ``out / path.name``."""
     import nbformat
     from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
+    from nbclient.exceptions import CellExecutionError, DeadKernelError
 
     nb = nbformat.read(path, as_version=4)
     before = os.environ.get("LREID_PROFILE")
@@ -45,6 +45,8 @@ def execute(path: Path, profile: str, out: Path, timeout: int = 1800):
         client.execute()
     except CellExecutionError as exc:
         error = str(exc).strip().splitlines()[-1]
+    except DeadKernelError:
+        error = "the kernel died"
     finally:
         if before is None:
             os.environ.pop("LREID_PROFILE")
