@@ -128,6 +128,7 @@ class MethodConfig:
     cov_alpha: float = 1e-9
     cov_beta: float = 0.0
     cov_eval: str = "concat"            # task-agnostic features: concat | mean ; task_aware handled in eval
+    cov_triplet: float = 0.0            # weight of a batch-hard triplet on the current head's features (seed: none)
     # SPD baseline
     spd_weight: float = 3000.0
 
@@ -324,8 +325,8 @@ def validate(cfg: Config) -> None:
         raise LReIDError(f"train.dist_timeout must be a positive number of seconds, got {t.dist_timeout}")
     if m.k < 1:
         raise LReIDError(f"method.k (patches per image) must be >= 1, got {m.k}")
-    for name in ("tau", "gamma0", "gamma1", "gamma2", "gamma3", "cov_lambda", "cov_alpha", "spd_weight",
-                 "huber_delta"):
+    for name in ("tau", "gamma0", "gamma1", "gamma2", "gamma3", "cov_lambda", "cov_alpha", "cov_triplet",
+                 "spd_weight", "huber_delta"):
         value = getattr(m, name)
         if not math.isfinite(value) or value < 0:
             raise LReIDError(f"method.{name} must be a finite non-negative number, got {value}")

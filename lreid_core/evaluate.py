@@ -691,3 +691,23 @@ def evaluate_testset(trainer, testset, embed) -> dict[str, float]:
     m = rank_metrics(dist, [r.pid for r in testset.query], [r.pid for r in testset.gallery],
                      [r.camid for r in testset.query], [r.camid for r in testset.gallery], max_rank=10)
     return {"mAP": float(m["mAP"]), "R1": float(m["cmc"][0]), "mINP": float(m["mINP"])}
+
+
+def chance_level(testset, draws: int = 20, seed: int = 0) -> dict[str, float]:
+    """mAP and R1 of a random ranking of ``testset``'s gallery (same protocol as ``evaluate_testset``): the mean
+    over ``draws`` seeded uniform-random distance matrices. A model below this has learnt nothing usable."""
+    gen = torch.Generator().manual_seed(seed)
+    q, g = testset.query, testset.gallery
+    pids = [r.pid for r in q], [r.pid for r in g]
+    cams = [r.camid for r in q], [r.camid for r in g]
+    maps, r1s = [], []
+    for _ in range(draws):
+        m = rank_metrics(torch.rand(len(q), len(g), generator=gen), pids[0], pids[1], cams[0], cams[1], max_rank=10)
+        maps.append(float(m["mAP"]))
+        r1s.append(float(m["cmc"][0]))
+    return {"mAP": float(np.mean(maps)), "R1": float(np.mean(r1s))}
+
+
+def chance_levels(bench) -> dict[str, dict[str, float]]:
+    """``chance_level`` of every seen and unseen test set of a benchmark, by domain."""
+    return {ts.domain: chance_level(ts) for ts in bench.seen + bench.unseen}

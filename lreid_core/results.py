@@ -178,10 +178,20 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def config_differences(stored: dict[str, Any], wanted: dict[str, Any],
                        ignore: frozenset[str] = RESULT_NEUTRAL) -> list[str]:
-    """Dotted keys whose values differ between two config dicts (after a YAML round trip), minus ``ignore``."""
+    """Dotted keys whose values differ between two config dicts (after a YAML round trip), minus ``ignore``.
+
+    A key missing from ``stored`` (a setting added after that run was written) matches when ``wanted`` holds the
+    setting's default: a new setting's default keeps the behaviour the older run had.
+    """
     import yaml
 
-    a, b = (flatten(yaml.safe_load(yaml.safe_dump(c, sort_keys=True)) or {}) for c in (stored, wanted))
+    from .config import Config
+
+    a, b, default = (flatten(yaml.safe_load(yaml.safe_dump(c, sort_keys=True)) or {})
+                     for c in (stored, wanted, Config().to_dict()))
+    for k in set(b) - set(a):
+        if k in default:
+            a[k] = default[k]
     return sorted(k for k in set(a) | set(b) if k not in ignore and a.get(k) != b.get(k))
 
 
@@ -244,16 +254,25 @@ def _cell(values: list[float]) -> str:
     return f"{vals.mean():.2f} ± {vals.std(ddof=1):.2f}"
 
 
-def format_table(results: list[RunResult]) -> str:
+def format_table(results: list[RunResult], chance: dict[str, dict[str, float]] | None = None) -> str:
     """Table-2 style text table: per method (and evaluation variant) Seen-Avg and Unseen-Avg mAP/R1 (%) and
     forgetting (mAP points); several results of one method (seeds) give one row of mean ± sample std. Columns
-    are as wide as their longest cell."""
+    are as wide as their longest cell.
+
+    ``chance`` (``evaluate.chance_levels``: domain -> {"mAP", "R1"} of a random ranking) adds a last row, the
+    averages a model that ranks the gallery at random gets on the same test sets.
+    """
     groups: dict[str, list[dict[str, float]]] = {}
     for r in (row for res in results for row in res.expanded()):
         groups.setdefault(r.method, []).append(r.summary())
     head = ["Method"] + [name for name, _ in TABLE_COLUMNS]
     rows = [[method] + [_cell([100 * s[key] for s in sums]) for _, key in TABLE_COLUMNS]
             for method, sums in groups.items()]
+    if chance is not None and results:
+        parts = {"seen": results[0].order, "unseen": results[0].unseen}
+        avg = {f"{part}_{k}": float(np.mean([chance[d][k] for d in domains])) if domains else float("nan")
+               for part, domains in parts.items() for k in ("mAP", "R1")}
+        rows.append(["chance"] + [_cell([100 * avg[key]]) if key in avg else "-" for _, key in TABLE_COLUMNS])
     widths = [max(len(row[i]) for row in [head] + rows) for i in range(len(head))]
 
     def line(row: list[str]) -> str:

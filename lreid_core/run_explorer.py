@@ -5,8 +5,13 @@ Everything the buttons do is a method that code can call (nbval cannot click)::
     explorer = RunExplorer(profile="smoke", out=Path("/tmp/runs"))
     explorer.methods.value = ("finetune", "lwf")
     explorer.order.value = "default"              # or "reversed", "synth_order2", "order1", "order2", "custom"
-    report = explorer.run()                       # = clicking Run: trains, writes run dirs + report, shows it
+    report = explorer.run()                       # = clicking Run: trains what is missing, writes the report
     again = explorer.load(explorer.run_dirs)      # = Load: rebuilds the report from the run dirs, no training
+
+Run reuses every finished run of exactly the selected config (in ``out/<order>/<method>`` or, for the profile's
+default order, in a ``reuse`` folder such as ``runs/demo``, what ``lreid demo`` writes) and trains only the missing
+ones. A folder that holds another run is replaced only when ``overwrite`` is ticked; otherwise Run stops with one
+line naming it. ``existing_runs()`` lists the finished runs a notebook can show before anything is trained.
 
 The output area carries the CSS class ``lreid-output`` and the report starts with a "Table 2 report" heading
 (table class ``lreid-table2``), so a headless browser can check for it after clicking Run.
@@ -48,10 +53,12 @@ class RunExplorer:
     """Methods (SelectMultiple) x order (Dropdown) -> Run; run dirs (Textarea) -> Load; report in ``output``."""
 
     def __init__(self, profile: str = "demo", out: str | Path = "runs/05_full_order",
-                 overrides: dict[str, Any] | None = None, methods: tuple[str, ...] = DEFAULT_METHODS):
+                 overrides: dict[str, Any] | None = None, methods: tuple[str, ...] = DEFAULT_METHODS,
+                 reuse: list[str | Path] = ()):
         import ipywidgets as w
 
         self.profile, self.out = profile, Path(out)
+        self.reuse = [Path(p) for p in reuse]       # folders of <method> runs on the profile's default order
         self.overrides = copy.deepcopy(overrides or {})
         self.base = load_config(profile_name=profile, overrides=self.overrides)     # validate up front
         self.choices = order_choices(self.base)
@@ -61,6 +68,8 @@ class RunExplorer:
         self.order = w.Dropdown(options=[(label, key) for key, (label, _) in self.choices.items()], value="default",
                                 description="order", layout=w.Layout(width="640px"))
         self.custom_order = w.Text(placeholder="domain_a,domain_b,...", description="custom")
+        self.overwrite = w.Checkbox(False, description="overwrite", indent=False,
+                                    tooltip="replace run folders that hold a different or unfinished run")
         self.run_button = w.Button(description="Run", button_style="primary", icon="play")
         self.dirs = w.Textarea(placeholder="one run directory per line (or a folder of them)", description="run dirs",
                                layout=w.Layout(width="640px", height="90px"))
@@ -74,13 +83,20 @@ class RunExplorer:
         self.load_button.on_click(lambda _: self._guard(self.load))
         self.report: Report | None = None
         self.run_dirs: list[Path] = []
-        self.widget = w.VBox([w.HBox([self.methods, w.VBox([self.order, self.custom_order, self.run_button])]),
+        self.defaults = [(x, x.value) for x in (self.methods, self.order, self.custom_order, self.overwrite, self.dirs)]
+        self.widget = w.VBox([w.HBox([self.methods, w.VBox([self.order, self.custom_order,
+                                                            w.HBox([self.run_button, self.overwrite])])]),
                               w.HBox([self.dirs, self.load_button]), self.status, self.output])
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
 
         display(self.widget)
+
+    def reset(self) -> None:
+        """Every control back to its default (the output area keeps the last report)."""
+        for widget, value in self.defaults:
+            widget.value = value
 
     def _guard(self, action) -> None:
         """Button handlers: a bad input shows as one red line instead of a traceback."""
@@ -109,11 +125,37 @@ class RunExplorer:
         return load_config(profile_name=self.profile, overrides=over)
 
     # ---- actions -------------------------------------------------------------------------------------
+    def candidates(self, method: str, order: list[str]) -> list[Path]:
+        """Where a run of ``method`` on ``order`` may already be: ``out/<order>/<method>``, then (for the default
+        order) ``<reuse folder>/<method>``."""
+        from .report import _order_label
+
+        found = [self.out / _order_label(order) / method]
+        if order == self.choices["default"][1]:
+            found += [folder / method for folder in self.reuse]
+        return found
+
+    def existing_runs(self, order: list[str] | None = None) -> dict[str, Path]:
+        """``{method: run dir}`` of every registered method with a finished run of this config on ``order``
+        (default: the profile's), nothing trained."""
+        from .results import finished_run
+
+        order = list(order or self.choices["default"][1])
+        found = {}
+        for m in self.methods.options:
+            cfg = self.config_for(m, order)
+            hit = next((d for d in self.candidates(m, order) if finished_run(d, cfg) is not None), None)
+            if hit is not None:
+                found[m] = hit
+        return found
+
     def run(self) -> Report:
-        """Train every selected method on the selected order (one run dir each under ``out/<order>/``), write the
-        report next to them and show it. Existing run dirs of the same order and method are replaced."""
+        """Every selected method on the selected order: its finished run of this config when there is one, else
+        trained into ``out/<order>/<method>``; then the report, written next to them and shown. A folder holding
+        another run is replaced only with ``overwrite`` ticked."""
         from .data.benchmark import build_benchmark
         from .report import _order_label
+        from .results import finished_run, holds_run
         from .train import Trainer
 
         methods, order = list(self.methods.value), self.selected_order()
@@ -121,25 +163,38 @@ class RunExplorer:
             raise LReIDError("select at least one method")
         cfgs = {m: self.config_for(m, order) for m in methods}          # validate everything before training
         folder = self.out / _order_label(order)
-        bench = build_benchmark(cfgs[methods[0]])
-        dirs = []
+        dirs, todo = {}, []
         for m in methods:
+            hit = next((d for d in self.candidates(m, order) if finished_run(d, cfgs[m]) is not None), None)
+            if hit is not None and not self.overwrite.value:
+                dirs[m] = hit
+                continue
             run_dir = folder / m
             if run_dir.exists():
-                if not ((run_dir / "config.yaml").is_file() or (run_dir / "metrics.json").is_file()):
+                if not holds_run(run_dir):
                     raise LReIDError(f"{run_dir} exists and is not a run directory; not replacing it")
-                shutil.rmtree(run_dir)
+                if not self.overwrite.value:
+                    raise LReIDError(f"{run_dir} holds another (or an unfinished) run of {m}; tick overwrite to "
+                                     f"replace it")
+            todo.append((m, run_dir))
+        bench = build_benchmark(cfgs[methods[0]]) if todo else None
+        for m, run_dir in todo:
+            if run_dir.exists():
+                shutil.rmtree(run_dir)                                   # overwrite ticked (checked above)
             self._say(f"training {m} on {' → '.join(order)} ({self.profile}) ...")
             t0 = time.perf_counter()
             Trainer(cfgs[m], m, bench, run_dir, progress=False).fit()
             self._say(f"{m}: done in {time.perf_counter() - t0:.0f} s")
-            dirs.append(run_dir)
-        self.run_dirs = dirs
-        self.dirs.value = "\n".join(str(d) for d in dirs)
-        report = build_report(dirs)
+            dirs[m] = run_dir
+        self.run_dirs = [dirs[m] for m in methods]
+        self.dirs.value = "\n".join(str(d) for d in self.run_dirs)
+        report = build_report(self.run_dirs)
         md = write_report(report, folder / "report")
         self.show(report, figures_dir=md.parent)
-        self._say(f"trained {', '.join(methods)}; run dirs under {folder}; report: {md}")
+        trained, reused = [m for m, _ in todo], [m for m in methods if m not in dict(todo)]
+        done = "; ".join(part for part in (f"trained {', '.join(trained)}" if trained else "",
+                                           f"reused the finished runs of {', '.join(reused)}" if reused else "") if part)
+        self._say(f"{done}; report: {md}")
         return report
 
     def load(self, dirs: list[str | Path] | None = None) -> Report:

@@ -20,6 +20,7 @@ from .errors import LReIDError
 from .evaluate import evaluate_testset
 from .io import atomic_torch_save, brief, check_checkpoint, check_resume_state, remove_stale_tmp, safe_load
 from .methods import Method, create_method
+from .progress import enabled as progress_enabled
 from .results import RunResult
 
 LOG_EVERY = 20   # iterations between loss read-outs (the only host syncs in the loop)
@@ -104,7 +105,7 @@ class Trainer:
         distributed.seed_rank(cfg.train.seed)
         self.main = distributed.is_main()      # under torchrun only rank 0 writes files, bars and TensorBoard
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        self.progress = progress and self.main
+        self.progress = progress and self.main and progress_enabled()
         self.result = RunResult(self.method.name, bench.order, [u.domain for u in bench.unseen])
         self.tensorboard = tensorboard and self.main
         self.writer = None

@@ -11,18 +11,25 @@ import torch
 from .results import RunResult
 
 
-def evolution_curves(results: list[RunResult], domain: str | None = None, metric: str = "mAP", ax=None):
-    """Fig. 4 style: ``metric`` on one seen domain (default: the first) after every training step, per method."""
+def evolution_curves(results: list[RunResult], domain: str | None = None, metric: str = "mAP", ax=None,
+                     chance: dict[str, dict[str, float]] | None = None):
+    """Fig. 4 style: ``metric`` on one seen domain (default: the first) after every training step, per method.
+
+    ``chance`` (``evaluate.chance_levels``) draws the domain's random-ranking level as a dashed line.
+    """
     ax = ax or plt.subplots(figsize=(5, 3.5))[1]
+    d = domain or results[0].order[0]
     for r in results:
-        d = domain or r.order[0]
         ys = [100 * s[d][metric] if d in s else np.nan for s in r.steps]
         xs = np.arange(1, len(ys) + 1) if len(ys) > 1 else [len(r.order)]
         ax.plot(xs, ys, marker="o", label=r.method)
+    if chance is not None:
+        ax.axhline(100 * chance[d][metric], color="gray", ls="--", lw=1, label="chance (random ranking)")
     ax.set_xlabel("training step")
     ax.set_xticks(range(1, max(len(r.steps) for r in results) + 1))
-    ax.set_ylabel(f"{metric} (%) on {domain or results[0].order[0]}")
-    ax.set_title(f"Evolution on {domain or results[0].order[0]}")
+    ax.set_ylabel(f"{metric} (%) on {d}")
+    ax.set_title(f"Evolution on {d}")
+    ax.set_ylim(bottom=0)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return ax
@@ -47,6 +54,8 @@ def step_matrix(result: RunResult, metric: str = "mAP", ax=None):
     ax = ax or plt.subplots(figsize=(1.2 * len(result.order) + 2, 0.6 * len(result.steps) + 1.5))[1]
     sns.heatmap(100 * result.matrix(metric), annot=True, fmt=".1f", cmap="viridis", ax=ax, cbar=False,
                 xticklabels=result.order, yticklabels=[f"after {t}" for t in result.trained])
+    ax.tick_params(axis="y", rotation=0, labelsize=8)
+    ax.tick_params(axis="x", labelsize=8)
     ax.set_title(f"{result.method}: {metric} (%)")
     return ax
 
@@ -150,24 +159,39 @@ def patch_overlay(image: torch.Tensor, masks: torch.Tensor, grid: tuple[int, int
     return ax
 
 
-def score_maps(probs: torch.Tensor, grid: tuple[int, int], axes, masks: torch.Tensor | None = None):
+def score_maps(probs: torch.Tensor, grid: tuple[int, int], axes, masks: torch.Tensor | None = None,
+               vmax: float | None = None, label: str = "softmax(s_r)"):
     """One heatmap per sampler branch of the sampling probabilities softmax(s_r) (Eq. 4) over the h x w grid,
-    the sampled cell outlined in the branch's colour. ``probs`` (R, h*w); ``masks`` (K, h*w) or None."""
+    the sampled cell outlined in the branch's colour. ``probs`` (R, h*w); ``masks`` (K, h*w) or None.
+
+    All maps share one colour scale from 0 to ``vmax`` (default: the largest probability shown) with one
+    colorbar; each title carries the map's max probability and entropy (nats; uniform = log(h*w)).
+    """
     from matplotlib.patches import Rectangle
 
     h, w = grid
+    axes = np.atleast_1d(axes)
     r_maps = probs.shape[0]
     k = masks.shape[0] if masks is not None else r_maps
     colors = branch_colors(k)
-    for r, ax in enumerate(np.atleast_1d(axes)):
-        ax.imshow(probs[min(r, r_maps - 1)].view(h, w).float().cpu().numpy(), cmap="magma", vmin=0,
-                  interpolation="nearest")
+    p = probs.detach().float().cpu()
+    vmax = vmax or float(p.max())
+    im = None
+    for r, ax in enumerate(axes):
+        pr = p[min(r, r_maps - 1)]
+        im = ax.imshow(pr.view(h, w).numpy(), cmap="magma", vmin=0, vmax=vmax, interpolation="nearest")
         if masks is not None and r < k:
             cell = int(masks[r].argmax())
             ax.add_patch(Rectangle((cell % w - 0.5, cell // w - 0.5), 1, 1, fill=False, edgecolor=colors[r],
                                    linewidth=2.5))
         ax.set_xticks([]), ax.set_yticks([])
-        ax.set_title(f"branch {r + 1}", fontsize=8, color=colors[r] if r < k else "black")
+        entropy = float(-(pr * pr.clamp_min(1e-12).log()).sum())
+        ax.set_title(f"branch {r + 1}\nmax {float(pr.max()):.2f}, H {entropy:.2f}", fontsize=7,
+                     color=colors[r] if r < k else "black")
+    if im is not None:
+        bar = axes[0].figure.colorbar(im, ax=list(axes), fraction=0.05, pad=0.02)
+        bar.set_label(label, fontsize=7)
+        bar.ax.tick_params(labelsize=6)
     return axes
 
 
@@ -206,25 +230,35 @@ def patch_distance_matrices(patches: torch.Tensor) -> tuple[np.ndarray, np.ndarr
     return torch.cdist(p, p).numpy(), torch.cdist(p.transpose(0, 1), p.transpose(0, 1)).numpy()
 
 
-def _heatmap(ax, mat: np.ndarray, cmap: str, vmin: float = 0.0, vmax: float | None = None, annotate: bool = False):
-    """A seaborn-coloured heatmap drawn with ``imshow`` (sns.heatmap costs ~1 s per panel on a busy 2-core machine)."""
-    im = ax.imshow(mat, cmap=sns.color_palette(cmap, as_cmap=True), vmin=vmin, vmax=vmax, interpolation="nearest")
-    ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+def _heatmap(ax, mat: np.ndarray, cmap: str, vmin: float = 0.0, vmax: float | None = None, annotate: bool = False,
+             colorbar: bool = True):
+    """A seaborn-coloured heatmap drawn with ``imshow`` (sns.heatmap costs ~1 s per panel on a busy 2-core machine);
+    annotations are black or white by the cell colour's luminance."""
+    colormap = sns.color_palette(cmap, as_cmap=True)
+    vmax = max(float(mat.max()) if vmax is None else vmax, vmin + 1e-6)     # an all-zero matrix stays at vmin's colour
+    im = ax.imshow(mat, cmap=colormap, vmin=vmin, vmax=vmax, interpolation="nearest")
+    if colorbar:
+        ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04).ax.tick_params(labelsize=6)
     n, m = mat.shape
     ax.set_xticks(range(m)), ax.set_yticks(range(n))
     ax.tick_params(labelsize=6, length=0)
     if annotate:
-        top = vmax if vmax is not None else float(mat.max())
         for (y, x), v in np.ndenumerate(mat):
+            r, g, b, _ = colormap((v - vmin) / (vmax - vmin))
             ax.text(x, y, f"{v:.2f}", ha="center", va="center", fontsize=7,
-                    color="black" if v > 0.6 * top else "white")
+                    color="black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white")
     return ax
+
+
+DISTANCE_CMAP = "mako_r"   # sequential, light at 0
+GAP_CMAP = "Reds"          # sequential, white at 0: |new - old| = 0 is drawn as no colour
 
 
 def relation_heatmaps(patches: torch.Tensor, old_patches: torch.Tensor, image: int = 0, branch: int = 0,
                       title: str = "", loss: float | None = None):
     """Fig. 8 style: intra-instance (K x K, one image) and inter-instance (B x B, one branch) distance heatmaps
-    of the old model, the new model and their absolute difference; ``loss`` (L_PRD) goes into the title."""
+    of the old model, the new model and their absolute difference; ``loss`` (L_PRD) goes into the title.
+    Old and new share one scale per row; every scale starts at 0."""
     intra, inter = patch_distance_matrices(patches)
     intra_o, inter_o = patch_distance_matrices(old_patches)
     fig, axes = plt.subplots(2, 3, figsize=(10, 6.4))
@@ -233,11 +267,45 @@ def relation_heatmaps(patches: torch.Tensor, old_patches: torch.Tensor, image: i
     for i, (old, new, name) in enumerate(rows):
         vmax = float(max(old.max(), new.max()))
         diff = np.abs(new - old)
-        for j, (mat, label, cmap, top) in enumerate([(old, "old model f^o", "mako", vmax),
-                                                     (new, "new model f", "mako", vmax),
-                                                     (diff, "|new - old|", "rocket", None)]):
+        for j, (mat, label, cmap, top) in enumerate([(old, "old model f^o", DISTANCE_CMAP, vmax),
+                                                     (new, "new model f", DISTANCE_CMAP, vmax),
+                                                     (diff, "|new - old|", GAP_CMAP, None)]):
             _heatmap(axes[i, j], mat, cmap, vmax=top, annotate=mat.shape[0] <= 4)
             axes[i, j].set_title(f"{name}\n{label}", fontsize=8)
     fig.suptitle(title + (f"  (L_PRD = {loss:.4f})" if loss is not None else ""), fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def relation_comparison(runs: dict[str, dict[str, torch.Tensor]], first_map: dict[str, float] | None = None,
+                        image: int = 0, branch: int = 0):
+    """Fig. 8 for several runs from the same teacher (e.g. with / without L_PRD) in one figure.
+
+    ``runs`` maps a run name to its ``inspect`` output (``patches``, ``old_patches``, ``loss_prd``; the old
+    patches are the shared teacher's). Rows: intra-instance (image ``image``) and inter-instance (branch
+    ``branch``); columns: f^o, then per run f and |f - f^o|. Per row, all distance panels share one scale and
+    all |difference| panels share another, both from 0, so the runs' drift compares by colour. ``first_map``
+    (run -> first-domain mAP, fraction) goes into the run's column titles.
+    """
+    names = list(runs)
+    old = patch_distance_matrices(next(iter(runs.values()))["old_patches"])
+    new = {n: patch_distance_matrices(r["patches"]) for n, r in runs.items()}
+    fig, axes = plt.subplots(2, 1 + 2 * len(names), figsize=(3.2 * (1 + 2 * len(names)), 6.4), squeeze=False)
+    for i, (pick, name) in enumerate([(image, f"intra (K x K), image {image}"),
+                                      (branch, f"inter (B x B), branch {branch + 1}")]):
+        mats = {n: new[n][i][pick] for n in names}
+        gaps = {n: np.abs(mats[n] - old[i][pick]) for n in names}
+        top = float(max(old[i][pick].max(), *(m.max() for m in mats.values())))
+        gap_top = float(max(g.max() for g in gaps.values()))
+        annotate = old[i][pick].shape[0] <= 4
+        _heatmap(axes[i, 0], old[i][pick], DISTANCE_CMAP, vmax=top, annotate=annotate)
+        axes[i, 0].set_title(f"{name}\nold model f^o", fontsize=8)
+        for j, n in enumerate(names):
+            score = f", first-domain mAP {100 * first_map[n]:.1f}" if first_map else ""
+            _heatmap(axes[i, 1 + 2 * j], mats[n], DISTANCE_CMAP, vmax=top, annotate=annotate)
+            axes[i, 1 + 2 * j].set_title(f"{n}{score}\nnew model f", fontsize=8)
+            _heatmap(axes[i, 2 + 2 * j], gaps[n], GAP_CMAP, vmax=gap_top, annotate=annotate)
+            axes[i, 2 + 2 * j].set_title(f"{n}\n|f - f^o| (mean {gaps[n].mean():.3f}, L_PRD "
+                                         f"{float(runs[n]['loss_prd']):.4f})", fontsize=8)
     fig.tight_layout()
     return fig

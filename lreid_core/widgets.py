@@ -59,7 +59,10 @@ class PatchExplorer:
     (one toggle per sampler branch), ``mode`` (argmax or Gumbel sampling, Eq. 5), ``tau`` (Gumbel temperature of
     the shown probabilities softmax(s / tau)) and ``seed`` (the Gumbel noise draw). After every change it
     re-renders: ``last_array`` is the overlay image (H, W, 3) uint8, ``last_masks`` the (K, h*w) masks,
-    ``last_figure`` the matplotlib figure (overlay + one score map per branch).
+    ``last_figure`` the matplotlib figure (overlay + one score map per branch). A control that cannot change
+    what is drawn says so: the noise seed is disabled in argmax mode, and ``note`` names the branches whose cell
+    coincides with another branch's (their rectangles are nested). ``reset()`` puts every control back to its
+    default.
 
     Example::
 
@@ -69,7 +72,7 @@ class PatchExplorer:
     """
 
     def __init__(self, run_dir: str | Path, bench: Benchmark, cfg: Config | None = None, n_images: int = 12,
-                 display_size: tuple[int, int] = (128, 64)):
+                 display_size: tuple[int, int] = (256, 128)):
         self.checkpoints = step_checkpoints(run_dir)
         if not self.checkpoints:
             raise FileNotFoundError(f"no step checkpoints under {Path(run_dir) / 'checkpoints'}")
@@ -91,8 +94,11 @@ class PatchExplorer:
                                               layout=widgets.Layout(width="90px")) for r in range(k)]
         self.mode = widgets.ToggleButtons(options=["argmax", "gumbel"], value="argmax", description="sampling")
         self.tau = widgets.FloatLogSlider(1.0, base=10, min=-1, max=1, step=0.05, description="Gumbel tau")
-        self.seed = widgets.IntSlider(0, 0, 99, description="noise seed")
+        self.seed = widgets.IntSlider(0, 0, 99, description="noise seed", disabled=True,
+                                      tooltip="the Gumbel noise draw (gumbel mode only)")
+        self.note = widgets.HTML("")
         self.out = widgets.Output()
+        self.defaults = [(w, w.value) for w in self.controls()]
         self.last_array: np.ndarray | None = None
         self.last_masks: torch.Tensor | None = None
         self.last_figure: Figure | None = None
@@ -107,13 +113,33 @@ class PatchExplorer:
     @property
     def widget(self) -> widgets.Widget:
         return widgets.VBox([widgets.HBox([self.domain, self.step]), self.slider, widgets.HBox(self.branches),
-                             widgets.HBox([self.mode, self.tau, self.seed]), self.out])
+                             widgets.HBox([self.mode, self.tau, self.seed]), self.note, self.out])
 
     def _ipython_display_(self) -> None:
         display(self.widget)
 
     def _changed(self, _change) -> None:
         self.render()
+
+    def reset(self) -> None:
+        """Every control back to its default (one render at the end)."""
+        for w, value in self.defaults:
+            w.unobserve(self._changed, names="value")
+            w.value = value
+            w.observe(self._changed, names="value")
+        self.render()
+
+    def explain(self, masks: torch.Tensor) -> str:
+        """Why some controls cannot change the figure now (empty when all can)."""
+        notes = []
+        if self.mode.value == "argmax":
+            notes.append("noise seed: argmax mode draws no noise (switch sampling to gumbel)")
+        cells = masks.argmax(-1).tolist()
+        for r, cell in enumerate(cells):
+            first = cells.index(cell)
+            if first < r:
+                notes.append(f"branch {r + 1} picks the same cell as branch {first + 1} (nested rectangles)")
+        return "; ".join(notes)
 
     # ---- data --------------------------------------------------------------------------------------
     def method(self, step: str) -> Method:
@@ -152,10 +178,12 @@ class PatchExplorer:
         masks = res["masks"][0]                                              # (K, h*w)
         shown = [r for r, b in enumerate(self.branches) if b.value]
         self.last_masks = masks
+        self.seed.disabled = self.mode.value == "argmax"
+        self.note.value = f'<span style="color:#666;font-size:90%">{self.explain(masks)}</span>'
         self.last_array = overlay_array(big[i], masks, grid, shown)
         probs = res["probs"]
         n_maps = 0 if probs is None else probs.shape[1]
-        fig = Figure(figsize=(1.7 * (1 + n_maps) + 0.5, 3.4))
+        fig = Figure(figsize=(1.8 * (1 + n_maps) + 1.0, 4.0), dpi=100)   # the overlay >= 256 x 128 px
         FigureCanvasAgg(fig)
         axes = fig.subplots(1, 1 + n_maps, squeeze=False)[0]
         axes[0].imshow(self.last_array)
@@ -164,7 +192,7 @@ class PatchExplorer:
         if n_maps:
             score_maps(probs[0], grid, axes[1:], masks)
         fig.suptitle(f"sampling probabilities softmax(s / {self.tau.value:.2g}) per branch", fontsize=8)
-        fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.78, wspace=0.15)   # cheaper than tight_layout
+        fig.subplots_adjust(left=0.02, right=0.92, bottom=0.02, top=0.8, wspace=0.15)   # cheaper than tight_layout
         self.last_figure = fig
         with self.out:
             clear_output(wait=True)

@@ -11,7 +11,8 @@ from lreid_core.data.benchmark import build_benchmark
 from lreid_core.errors import LReIDError
 from lreid_core.losses import covariance_loss
 from lreid_core.methods import create_method, list_methods
-from lreid_core.methods.covariance import agnostic_features, pk_pairs, seed_two_phase_config
+from lreid_core.methods.covariance import (acting_alpha, agnostic_features, covariance_gradients, pk_pairs,
+                                          seed_two_phase_config)
 from lreid_core.train import Trainer, build_optimizer
 
 
@@ -108,6 +109,22 @@ def test_loss_uses_all_pipelines_and_local_labels(smoke):
     terms["cov"].backward()
     trunk_grad = sum(float(p.grad.abs().sum()) for p in method.model.trunk.parameters() if p.grad is not None)
     assert trunk_grad > 0 and method.model.heads[1].fc.weight.grad is None
+
+
+def test_triplet_term_and_acting_alpha(smoke):
+    cfg = copy.deepcopy(smoke[0])
+    cfg.method.cov_triplet = 1.0
+    method = create_method("covariance", cfg)
+    method.before_step(0, 5)
+    method.before_step(1, 4)
+    method.train(False)                                       # BN on running statistics: the probes agree
+    x = torch.randn(8, 3, cfg.data.height, cfg.data.width)
+    labels = torch.tensor([5, 5, 6, 6, 7, 7, 8, 8])
+    assert set(method.loss(x, labels)) == {"ce", "cov", "triplet"}
+    alpha = acting_alpha(method, x, labels)
+    method.cfg.method.cov_alpha = alpha
+    trunk = lambda term: covariance_gradients(method, x, labels, term)["groups"][0]["grad_norm"]   # noqa: E731
+    assert 0.25 < trunk("cov") / trunk("ce") < 4            # comparable to CE (alpha rounded to one digit)
 
 
 def test_three_tasks_three_heads(smoke):

@@ -12,6 +12,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from ..distributed import is_main
+from ..progress import enabled as progress_enabled
 from ..errors import LReIDError
 from ..io import brief
 
@@ -40,7 +41,7 @@ def load_images(paths: list[str], height: int, width: int, desc: str = "decode")
         out = np.empty((len(paths), height, width, 3), dtype=np.uint8)
         with ThreadPoolExecutor(max_workers=8) as pool:
             for i, arr in enumerate(tqdm(pool.map(lambda p: _decode(p, (height, width)), paths), total=len(paths),
-                                         desc=desc, leave=False, mininterval=1.0, disable=not is_main())):
+                                         desc=desc, leave=False, mininterval=1.0, disable=not (is_main() and progress_enabled()))):
                 out[i] = arr
         _MEMO[key] = torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
     return _MEMO[key]

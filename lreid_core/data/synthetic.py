@@ -1264,7 +1264,9 @@ def _render_domains(root: Path, todo: list[tuple[DomainStyle, dict[str, Any], in
             shutil.rmtree(stale, ignore_errors=True)
 
     bar = None
-    if progress:
+    from lreid_core.progress import enabled as progress_enabled
+
+    if progress and progress_enabled():
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total, desc="synthetic benchmark", unit="img")

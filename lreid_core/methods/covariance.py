@@ -27,7 +27,10 @@ Readings of the seed (it is terse; each choice is documented where it is made):
   of the method is the architecture, frozen per-task heads over a trunk that keeps training (notebook 04
   shows values and gradients as alpha/lambda vary).
 * **Loss** (Eq. 4): cross-entropy on the current head over the current domain's identities + the covariance
-  term. No triplet loss (the seed uses none).
+  term. No triplet loss (the seed uses none); ``method.cov_triplet > 0`` adds a batch-hard triplet on the
+  current head's pooled features (``train.triplet_margin``), the metric-learning term every other method here
+  has (notebook 04: without it, and at lr x 0.01 for every head after the first under the global schedule, the
+  model learns little on this protocol).
 * **Evaluation**: see :meth:`MultiHeadCovariance.embed`.
 """
 from __future__ import annotations
@@ -39,7 +42,7 @@ import torch.nn.functional as F
 
 from ..config import Config, load_config, validate
 from ..errors import LReIDError
-from ..losses import covariance_loss
+from ..losses import batch_hard_triplet, covariance_loss
 from ..models.multihead import MultiHeadReID
 from . import register
 from .base import Method
@@ -141,7 +144,11 @@ class MultiHeadCovariance(Method):
         """
         out = self.model(x)
         ce = F.cross_entropy(out["logits"].float(), labels - self.label_offset)
-        return {"ce": ce, "cov": self.covariance_term(out["feats"], labels)}
+        terms = {"ce": ce, "cov": self.covariance_term(out["feats"], labels)}
+        if self.cfg.method.cov_triplet > 0:
+            terms["triplet"] = self.cfg.method.cov_triplet * batch_hard_triplet(out["feats"][-1], labels,
+                                                                               self.cfg.train.triplet_margin)
+        return terms
 
     # ---- evaluation --------------------------------------------------------------------------------
     @torch.no_grad()
@@ -210,7 +217,22 @@ def covariance_gradients(method: MultiHeadCovariance, x: torch.Tensor, labels: t
         if grad is not None:
             g["sq"] += float(grad.float().pow(2).sum())
     rows = [{"group": g["group"], "trainable": g["trainable"], "grad_norm": g["sq"] ** 0.5} for g in groups.values()]
-    return {"cov": float(terms["cov"]), "ce": float(terms["ce"]), "groups": rows}
+    return {"cov": terms["cov"].item(), "ce": terms["ce"].item(), "groups": rows}
+
+
+def acting_alpha(method: MultiHeadCovariance, x: torch.Tensor, labels: torch.Tensor, ratio: float = 1.0) -> float:
+    """The ``cov_alpha`` at which the covariance term's trunk gradient is ``ratio`` times cross-entropy's on this
+    batch (model after at least two steps). With beta = 0 the gradient is proportional to alpha^2, so one probe at
+    the config's alpha gives it: alpha * sqrt(ratio * |grad ce| / |grad cov|), rounded to one significant digit."""
+    import math
+
+    trunk = lambda r: next(g["grad_norm"] for g in r["groups"] if g["group"] == "trunk")   # noqa: E731
+    cov = trunk(covariance_gradients(method, x, labels, term="cov"))
+    ce = trunk(covariance_gradients(method, x, labels, term="ce"))
+    if cov == 0:
+        raise LReIDError("the covariance term has no trunk gradient here (one head only, or beta != 0?)")
+    alpha = method.cfg.method.cov_alpha * math.sqrt(ratio * ce / cov)
+    return float(f"{alpha:.0e}")
 
 
 def seed_two_phase_config(base_cfg: Config | None = None, domain_a: str | None = None,

@@ -136,10 +136,13 @@ def sampler_health(masks: torch.Tensor, probs: torch.Tensor | None = None) -> di
 
     ``distinct``: distinct cells per image (mean; K when every branch picks its own cell); ``top_share``: the
     share of images on which the most frequent cell is chosen (1.0: one cell on every image); ``max_prob``: the
-    mean max probability of the score maps (1.0: one-hot maps), NaN without ``probs``. Healthy means
-    distinct >= K - 0.5 and top_share <= 0.5.
+    mean max probability of the score maps (1.0: one-hot maps), NaN without ``probs``; ``spread``: how much the
+    choice depends on the image, the share of (image, branch) choices off their branch's most frequent cell
+    (0.0: every image gets the same cells). Healthy means distinct >= K - 0.5 and top_share <= 0.5.
     """
     chosen = masks.detach().amax(dim=1) > 0                      # (N, h*w): cells picked by any branch
+    per_branch = masks.detach().float().sum(0)                   # (K, h*w): choice counts per branch
     return {"distinct": chosen.sum(-1).float().mean().item(),
             "top_share": (chosen.sum(0).max() / len(masks)).item(),
+            "spread": 1.0 - (per_branch.amax(-1) / len(masks)).mean().item(),
             "max_prob": float("nan") if probs is None else probs.detach().amax(-1).mean().item()}
