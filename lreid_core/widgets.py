@@ -186,13 +186,14 @@ class PatchExplorer:
         fig = Figure(figsize=(1.8 * (1 + n_maps) + 1.0, 4.0), dpi=100)   # the overlay >= 256 x 128 px
         FigureCanvasAgg(fig)
         axes = fig.subplots(1, 1 + n_maps, squeeze=False)[0]
+        # cheaper than tight_layout; before score_maps, whose colorbar takes its room from the axes laid out here
+        fig.subplots_adjust(left=0.02, right=0.92, bottom=0.02, top=0.8, wspace=0.15)
         axes[0].imshow(self.last_array)
         axes[0].set_axis_off()
         axes[0].set_title(f"{self.domain.value} id {pids[i]}\n{self.step.value}, {self.mode.value}", fontsize=8)
         if n_maps:
             score_maps(probs[0], grid, axes[1:], masks)
         fig.suptitle(f"sampling probabilities softmax(s / {self.tau.value:.2g}) per branch", fontsize=8)
-        fig.subplots_adjust(left=0.02, right=0.92, bottom=0.02, top=0.8, wspace=0.15)   # cheaper than tight_layout
         self.last_figure = fig
         with self.out:
             clear_output(wait=True)

@@ -1,7 +1,8 @@
 """Notebooks as researchers use them: JupyterLab in headless Chromium, widgets driven like a person would.
 
 nbval proves that every cell runs; this proves that the widgets work in JupyterLab. One JupyterLab server
-(localhost, random token, free port, the python3 kernel of this interpreter, ``LREID_PROFILE=smoke`` and a
+(localhost, random token, free port, the python3 kernel of this interpreter, ``LREID_PROFILE=smoke`` (or
+``$LREID_BROWSER_PROFILE``: ``demo`` reuses ``runs/demo``; its ``02_patch_sampler.png`` is ``docs/``'s) and a
 temporary ``LREID_CACHE`` inherited by the kernels) serves a temporary copy of the notebooks; Playwright drives
 the system Chromium (``/usr/bin/chromium``). For each notebook the test opens it, runs all cells from the Run
 menu, waits until every code cell has an execution count and the kernel is idle, then acts as a person:
@@ -37,6 +38,7 @@ PATCH_NB, RUNS_NB = "02_patch_sampler.ipynb", "05_full_order_runs.ipynb"
 DEFAULT_ARTIFACTS = ROOT / "tests" / "_artifacts" / "browser"
 ARTIFACTS = Path(os.environ.get("LREID_BROWSER_ARTIFACTS", DEFAULT_ARTIFACTS))
 BUDGET_S = float(os.environ.get("LREID_BROWSER_TIMEOUT", "600"))   # the whole module, server start to shutdown
+PROFILE = os.environ.get("LREID_BROWSER_PROFILE", "smoke")            # demo: the README's screenshot of notebook 02
 WIDGET_S = 90                                                        # one widget change -> new figure
 
 
@@ -75,7 +77,7 @@ def lab(tmp_path_factory, deadline, artifacts):
     work = tmp_path_factory.mktemp("jupyterlab")
     cache = work / "lreid-cache"
     cache.mkdir()
-    env = dict(os.environ, LREID_PROFILE="smoke", LREID_CACHE=str(cache))
+    env = dict(os.environ, LREID_PROFILE=PROFILE, LREID_CACHE=str(cache))
     server = JupyterLab([NOTEBOOKS / PATCH_NB, NOTEBOOKS / RUNS_NB], work / "lab", env,
                         log_path=artifacts / "jupyterlab.log")
     try:
