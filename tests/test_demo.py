@@ -59,3 +59,11 @@ def test_shipped_weights_load_and_give_the_papers_patch_grid():
     with pytest.raises(LReIDError, match="small_stride"):
         build_backbone("small", "synthetic", small_stride=8)
     assert not np.isnan(meta["pool_mAP"])
+
+
+def test_demo_figures_for_joint_alone(tmp_path):
+    """`lreid demo --methods joint`: no continual run to draw a curve of, the figure shows joint's point."""
+    from lreid_core.viz import save_demo_figures
+
+    paths = save_demo_figures([_run("joint", 0.6, 0.5, 0.2)], tmp_path)
+    assert [p.name for p in paths] == ["demo_summary.png", "matrix_joint.png"] and all(p.stat().st_size for p in paths)
