@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 import time
 from pathlib import Path
@@ -59,8 +58,9 @@ def check_demo_folders(out: Path, methods: list[str], overwrite: bool) -> list[P
 
 def write_table(runs: dict[int, list], out: Path) -> None:
     from .io import atomic_write_text
+    from .results import TABLE_COLUMNS
 
-    keys = ["seen_mAP", "seen_R1", "unseen_mAP", "unseen_R1", "forgetting_mAP"]
+    keys = [key for _, key in TABLE_COLUMNS]
     rows = [["method", "seed"] + keys]
     for seed, results in runs.items():
         for r in (row for res in results for row in res.expanded()):
@@ -70,7 +70,7 @@ def write_table(runs: dict[int, list], out: Path) -> None:
 
 
 def cmd_demo(args) -> None:
-    from .config import load_config, parse_overrides, validate
+    from .config import load_config, parse_overrides, validate, with_method
     from .demo import CHECK_METHODS, check, random_init_unseen, run_methods
     from .results import finished_run, format_table
     from .viz import save_demo_figures
@@ -80,7 +80,7 @@ def cmd_demo(args) -> None:
     if args.check:
         methods += [m for m in CHECK_METHODS if m not in methods]
     for name in methods:                        # every method's config must validate before anything runs
-        validate(_with_method(cfg, name))
+        validate(with_method(cfg, name))
     if args.seeds < 1:
         raise LReIDError(f"--seeds must be >= 1, got {args.seeds}")
     seeds = [cfg.train.seed + i for i in range(args.seeds)]
@@ -89,7 +89,7 @@ def cmd_demo(args) -> None:
     for seed in seeds:
         cfg.train.seed = seed
         seed_out = out / f"seed{seed}" if len(seeds) > 1 else out
-        fresh = [m for m in methods if not (args.reuse and finished_run(seed_out / m, _with_method(cfg, m)))]
+        fresh = [m for m in methods if not (args.reuse and finished_run(seed_out / m, with_method(cfg, m)))]
         plan[seed] = seed_out, check_demo_folders(seed_out, fresh, args.overwrite)
     print(f"lreid demo: profile {cfg.profile}, order {' -> '.join(cfg.data.order)}, unseen {', '.join(cfg.data.unseen)}, "
           f"methods {', '.join(methods)}, train.seed {', '.join(map(str, seeds))}", flush=True)
@@ -113,12 +113,6 @@ def cmd_demo(args) -> None:
         print(f"\nvalidity check (data.synth_seed={cfg.data.synth_seed}, {len(seeds)} seeds):")
         print("\n".join(c.line() for c in criteria))
         print(f"{sum(c.passed for c in criteria)}/{len(criteria)} criteria met")
-
-
-def _with_method(cfg, name: str):
-    cfg = copy.deepcopy(cfg)
-    cfg.method.name = name
-    return cfg
 
 
 def _run_overrides(args) -> dict:

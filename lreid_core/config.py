@@ -5,6 +5,7 @@ checkpoint always carries the settings that produced it.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import os
@@ -266,6 +267,13 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
             node = node.setdefault(part, {})
         node[parts[-1]] = yaml.safe_load(raw) if raw else ""
     return nested
+
+
+def with_method(cfg: Config, name: str) -> Config:
+    """A copy of ``cfg`` for method ``name`` (as ``lreid demo`` stores each method's config)."""
+    cfg = copy.deepcopy(cfg)
+    cfg.method.name = name
+    return cfg
 
 
 def load_config(path: str | Path | None = None, profile_name: str | None = None,

@@ -16,7 +16,6 @@ Example::
 """
 from __future__ import annotations
 
-import copy
 import os
 import tempfile
 import time
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from .config import Config
+from .config import Config, with_method  # noqa: F401  (with_method: for the notebooks)
 from .data.benchmark import Benchmark
 from .results import RunResult, finished_run, holds_run
 
@@ -72,13 +71,6 @@ class NotebookRun:
     result: RunResult
     folder: Path
     reused: bool
-
-
-def with_method(cfg: Config, name: str) -> Config:
-    """A copy of ``cfg`` for method ``name`` (as ``lreid demo`` stores each method's config)."""
-    cfg = copy.deepcopy(cfg)
-    cfg.method.name = name
-    return cfg
 
 
 def reuse_or_train(cfg: Config, methods: list[str], bench: Benchmark, folder: Path,

@@ -125,26 +125,24 @@ class RunExplorer:
         return load_config(profile_name=self.profile, overrides=over)
 
     # ---- actions -------------------------------------------------------------------------------------
-    def candidates(self, method: str, order: list[str]) -> list[Path]:
-        """Where a run of ``method`` on ``order`` may already be: ``out/<order>/<method>``, then (for the default
-        order) ``<reuse folder>/<method>``."""
+    def finished_dir(self, method: str, order: list[str], cfg) -> Path | None:
+        """The first folder holding a finished run of ``cfg`` for ``method`` on ``order``: ``out/<order>/<method>``,
+        then (for the default order) ``<reuse folder>/<method>``; None when there is none."""
         from .report import _order_label
+        from .results import finished_run
 
         found = [self.out / _order_label(order) / method]
         if order == self.choices["default"][1]:
             found += [folder / method for folder in self.reuse]
-        return found
+        return next((d for d in found if finished_run(d, cfg) is not None), None)
 
     def existing_runs(self, order: list[str] | None = None) -> dict[str, Path]:
         """``{method: run dir}`` of every registered method with a finished run of this config on ``order``
         (default: the profile's), nothing trained."""
-        from .results import finished_run
-
         order = list(order or self.choices["default"][1])
         found = {}
         for m in self.methods.options:
-            cfg = self.config_for(m, order)
-            hit = next((d for d in self.candidates(m, order) if finished_run(d, cfg) is not None), None)
+            hit = self.finished_dir(m, order, self.config_for(m, order))
             if hit is not None:
                 found[m] = hit
         return found
@@ -155,7 +153,7 @@ class RunExplorer:
         another run is replaced only with ``overwrite`` ticked."""
         from .data.benchmark import build_benchmark
         from .report import _order_label
-        from .results import finished_run, holds_run
+        from .results import holds_run
         from .train import Trainer
 
         methods, order = list(self.methods.value), self.selected_order()
@@ -165,7 +163,7 @@ class RunExplorer:
         folder = self.out / _order_label(order)
         dirs, todo = {}, []
         for m in methods:
-            hit = next((d for d in self.candidates(m, order) if finished_run(d, cfgs[m]) is not None), None)
+            hit = self.finished_dir(m, order, cfgs[m])
             if hit is not None and not self.overwrite.value:
                 dirs[m] = hit
                 continue
