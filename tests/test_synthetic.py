@@ -193,7 +193,7 @@ def test_camera_isp_pulls_exposure_and_white_balance_toward_grey():
 
 
 def test_premise_domains_keep_global_statistics_in_a_realistic_range(tmp_path):
-    """Generator version 4: the cameras' auto-exposure keeps every premise domain's mean intensity within
+    """Generator version 4 on: the cameras' auto-exposure keeps every premise domain's mean intensity within
     0.3..0.6 (version 3 spread it from 0.16 to 0.69, so BN statistics alone made most forgetting)."""
     S.make_benchmark(tmp_path, domains=S.DEFAULT_DOMAINS, **SMALL)
     from PIL import Image
@@ -201,3 +201,22 @@ def test_premise_domains_keep_global_statistics_in_a_realistic_range(tmp_path):
         files = sorted((tmp_path / d / "bounding_box_train").glob("*.jpg"))
         mean = np.mean([np.asarray(Image.open(f), np.float32).mean() / 255 for f in files])
         assert 0.3 < mean < 0.6, (d, mean)
+
+
+def test_domains_without_white_balance_keep_their_per_camera_casts(tmp_path):
+    """Generator version 5: synth_b and synth_d have no auto white balance (POOR_WHITE_BALANCE), so their cameras
+    differ in colour cast far more than the other seen domains' cameras do."""
+    from PIL import Image
+    S.make_benchmark(tmp_path, domains=S.DEFAULT_DOMAINS, **SMALL)
+
+    def cast_spread(domain: str) -> float:
+        by_cam: dict[str, list] = {}
+        for f in (tmp_path / domain / "bounding_box_train").glob("*.jpg"):
+            pixels = np.asarray(Image.open(f), np.float32).reshape(-1, 3)
+            by_cam.setdefault(f.name.split("_")[1][:2], []).append(pixels.mean(0))
+        chroma = np.array([np.mean(v, 0) / np.mean(v) for v in by_cam.values()])   # per camera: channel / grey
+        return float(chroma.std(0).mean())
+
+    spread = {d: cast_spread(d) for d in S.DEFAULT_DOMAINS}
+    assert S.get_style("synth_b").white_balance == S.get_style("synth_d").white_balance == 0.0
+    assert min(spread["synth_b"], spread["synth_d"]) > 2 * np.mean([spread[d] for d in ("synth_a", "synth_c", "synth_e")]), spread

@@ -13,9 +13,11 @@ wears brighter colours and more shorts than a winter CCTV feed), while identity 
 whole appearance, drawn from ONE shared colour palette, with the same meaning in every domain:
 
 * ``synth_a`` -- sunny street, warm light, ground-level cameras, summer clothing;
-* ``synth_b`` -- indoor mall, cool fluorescent light, shop-front background, some occlusion;
+* ``synth_b`` -- indoor mall, cool fluorescent and mixed light, cameras without white balance (strong
+  per-camera colour casts), shop-front background, some occlusion;
 * ``synth_c`` -- high CCTV cameras looking down, low resolution, washed-out colour, winter clothing;
-* ``synth_d`` -- crowded plaza, harsh per-camera lighting and colour casts, frequent occlusion;
+* ``synth_d`` -- crowded plaza, harsh per-camera lighting, cameras without white balance (strong colour
+  casts), frequent occlusion;
 * ``synth_e`` -- night street, sodium light, dark and noisy, lower resolution;
 * ``synth_u1``, ``synth_u2`` -- unseen test domains (overexposed pastel campus; sepia, very low
   resolution archive seen from above).
@@ -58,6 +60,7 @@ from lreid_core.io import umask
 __all__ = [
     "ATTRIBUTES",
     "DEFAULT_DOMAINS",
+    "DEMO_ORDER",
     "DEFAULT_UNSEEN",
     "DOMAIN_STYLES",
     "DomainStyle",
@@ -73,7 +76,7 @@ __all__ = [
     "stable_seed",
 ]
 
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 5
 """Bumped whenever the rendered images change; part of the cache key (:func:`benchmark_key`, ``synthetic.json``)."""
 
 SPLITS = ("bounding_box_train", "query", "bounding_box_test")
@@ -271,10 +274,22 @@ pull every image part of the way to mid-grey, so that, as in real ReID datasets,
 casts but their global channel statistics stay within a realistic range (version 3 spread the domains' mean
 intensity from 0.16 to 0.69, and BN running statistics alone then made most of Finetune's forgetting)."""
 
+POOR_WHITE_BALANCE = {"white_balance": 0.0}
+"""Cameras without working auto white balance under mixed light (generator version 5: ``synth_b``'s mall and
+``synth_d``'s plaza, each with strong per-camera colour casts, ``cast`` 0.25 / 0.3): the casts stay in the image, so a
+model trained there learns to discount colour (the illumination factor of PatchKD's premise), which training on
+domains with faithful colour undoes again."""
+
+
+def with_camera(style: DomainStyle, **override: float) -> DomainStyle:
+    """``style`` seen through the premise cameras: :data:`CAMERA_ISP`, with ``override`` (e.g. a weaker ISP) winning."""
+    return replace(style, **{**CAMERA_ISP, **override})
+
+
 PREMISE_STYLES: dict[str, DomainStyle] = {
-    s.name: replace(s, **CAMERA_ISP)
+    s.name: s
     for s in [
-        DomainStyle(
+        with_camera(DomainStyle(
             name="synth_a",
             description="sunny street: warm light, ground-level cameras, open background, summer clothing "
             "(bright colours, shorts and skirts)",
@@ -282,17 +297,17 @@ PREMISE_STYLES: dict[str, DomainStyle] = {
             hat_probs=(0.5, 0.4, 0.1), background="gradient", cameras=4, noise=3.0, blur=(0.0, 0.4),
             gain=(1.0, 1.2), tint=(1.08, 1.0, 0.86), cast=0.05, person_scale=(0.84, 0.95),
             elevation=(0.0, 0.15), occlusion=0.05,
-        ),
-        DomainStyle(
+        )),
+        with_camera(DomainStyle(
             name="synth_b",
-            description="indoor mall: cool fluorescent light, colourful shop fronts behind, medium-height "
-            "cameras, some occlusion, many bags",
+            description="indoor mall: cool fluorescent and mixed shop light without white balance (strong "
+            "per-camera casts), colourful shop fronts behind, medium-height cameras, some occlusion, many bags",
             shared_palette=True, pattern_probs=_PLAIN, color_weights=color_weights(blue=1.8, green=1.5, purple=1.5, grey=1.5),
             bag_probs=(0.2, 0.3, 0.25, 0.25), background="stripes", cameras=5, noise=4.0, blur=(0.2, 0.6),
-            gain=(0.8, 1.05), tint=(0.9, 1.02, 1.12), cast=0.08, render_scale=0.85,
+            gain=(0.8, 1.05), tint=(0.9, 1.02, 1.12), cast=0.25, render_scale=0.85,
             person_scale=(0.76, 0.9), elevation=(0.15, 0.35), occlusion=0.15,
-        ),
-        DomainStyle(
+        ), **POOR_WHITE_BALANCE),
+        with_camera(DomainStyle(
             name="synth_c",
             description="high CCTV cameras looking down, low resolution and blur, washed-out colour, brick "
             "walls, winter clothing (dark colours, trousers, beanies)",
@@ -300,17 +315,17 @@ PREMISE_STYLES: dict[str, DomainStyle] = {
             hat_probs=(0.55, 0.1, 0.35), background="bricks", render_scale=0.5, saturation=0.55, cameras=3,
             noise=5.0, blur=(0.5, 1.0), gain=(0.85, 1.1), cast=0.04, person_scale=(0.66, 0.8),
             elevation=(0.45, 0.7), occlusion=0.08,
-        ),
-        DomainStyle(
+        )),
+        with_camera(DomainStyle(
             name="synth_d",
             description="crowded plaza: cluttered background, harsh per-camera lighting and strong colour "
             "casts, frequent occlusion by passers-by and street furniture",
             shared_palette=True, color_weights=color_weights(green=1.6, olive=1.6, orange=1.4, beige=1.4),
             pattern_probs=(5.0, 1.0, 1.0, 1.0, 0.8, 1.0), background="clutter", cameras=5, noise=4.0,
-            blur=(0.0, 0.6), gain=(0.75, 1.25), cast=0.1, person_scale=(0.78, 0.93),
+            blur=(0.0, 0.6), gain=(0.75, 1.25), cast=0.3, person_scale=(0.78, 0.93),
             elevation=(0.1, 0.35), occlusion=0.15,
-        ),
-        DomainStyle(
+        ), **POOR_WHITE_BALANCE),
+        with_camera(DomainStyle(
             name="synth_e",
             description="night street: orange sodium light, dark and noisy, lower resolution, lamps and shop "
             "windows behind",
@@ -318,8 +333,8 @@ PREMISE_STYLES: dict[str, DomainStyle] = {
             background="night", render_scale=0.7, cameras=4, noise=8.0, blur=(0.3, 0.8), gain=(0.6, 0.85),
             tint=(1.12, 0.96, 0.72), cast=0.08, person_scale=(0.74, 0.9), elevation=(0.05, 0.3),
             occlusion=0.1,
-        ),
-        DomainStyle(
+        )),
+        with_camera(DomainStyle(
             name="synth_u1",
             description="(unseen) campus in overcast light: overexposed, pale textured background, slightly "
             "desaturated, some occlusion",
@@ -327,20 +342,20 @@ PREMISE_STYLES: dict[str, DomainStyle] = {
             background="noise", saturation=0.8, cameras=4, noise=3.0, blur=(0.0, 0.5), gain=(1.1, 1.3),
             tint=(1.0, 1.0, 1.05), cast=0.05, person_scale=(0.8, 0.94), elevation=(0.0, 0.25),
             occlusion=0.15,
-        ),
-        DomainStyle(
+        )),
+        with_camera(DomainStyle(
             name="synth_u2",
             description="(unseen) sepia archive: very low resolution, blurred, cameras above the crowd",
             shared_palette=True, pattern_probs=_PLAIN, color_weights=color_weights(brown=1.6, beige=1.6, grey=1.4, navy=1.4),
             background="gradient", render_scale=0.4, saturation=0.5, cameras=3, noise=4.0,
             blur=(0.4, 0.9), gain=(0.9, 1.1), tint=(1.15, 1.0, 0.78), cast=0.04,
             person_scale=(0.7, 0.86), elevation=(0.3, 0.55), occlusion=0.08,
-        ),
+        )),
     ]
 }
 
 PRETRAIN_STYLES: dict[str, DomainStyle] = {
-    s.name: replace(s, **CAMERA_ISP)
+    s.name: with_camera(s)
     for s in [
         DomainStyle(
             name="pool_1", description="(pretraining pool) park in daylight, textured greenery, eye level",
@@ -376,6 +391,10 @@ DOMAIN_STYLES: dict[str, DomainStyle] = PREMISE_STYLES
 """The default variant's domains."""
 
 DEFAULT_DOMAINS: list[str] = ["synth_a", "synth_b", "synth_c", "synth_d", "synth_e"]
+DEMO_ORDER: list[str] = ["synth_c", "synth_d", "synth_b", "synth_a", "synth_e"]
+"""The demo profile's training order, chosen on the validation generator seed (``data.synth_seed=1``): the domains
+that later steps overwrite most (the low-resolution CCTV and the two without white balance) come first, the sunny
+street, which every later step keeps, comes fourth, and the night street last."""
 DEFAULT_UNSEEN: list[str] = ["synth_u1", "synth_u2"]
 
 
