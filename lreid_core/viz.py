@@ -8,6 +8,7 @@ import numpy as np
 import seaborn as sns
 import torch
 
+from .losses import relation_distances
 from .results import RunResult
 
 
@@ -223,11 +224,17 @@ def cell_histograms(freqs: dict[str, np.ndarray], vmax: float | None = None):
     return fig
 
 
-def patch_distance_matrices(patches: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Euclidean patch distances as in Eq. 12 for (B, K, C) patches: intra-instance (B, K, K) (patches of one
-    image) and inter-instance (K, B, B) (the same branch across images)."""
+def patch_distance_matrices(patches: torch.Tensor, distance: str = "raw") -> tuple[np.ndarray, np.ndarray]:
+    """Patch distances d(.,.) of Eq. 12 for (B, K, C) patches: intra-instance (B, K, K) (patches of one image) and
+    inter-instance (K, B, B) (the same branch across images). ``distance``: "raw" (Euclidean) or "rkd" (each set
+    divided by its off-diagonal mean, the distances L_PRD compares by default; ``losses.relation_distances``)."""
     p = patches.detach().float().cpu()
-    return torch.cdist(p, p).numpy(), torch.cdist(p.transpose(0, 1), p.transpose(0, 1)).numpy()
+    sets = []
+    for q in (p, p.transpose(0, 1)):
+        d = torch.cdist(q, q)
+        off = ~torch.eye(d.shape[-1], dtype=torch.bool).expand_as(d)
+        sets.append(relation_distances(d, off, distance).numpy())
+    return sets[0], sets[1]
 
 
 def _heatmap(ax, mat: np.ndarray, cmap: str, vmin: float = 0.0, vmax: float | None = None, annotate: bool = False,
@@ -255,12 +262,12 @@ GAP_CMAP = "Reds"          # sequential, white at 0: |new - old| = 0 is drawn as
 
 
 def relation_heatmaps(patches: torch.Tensor, old_patches: torch.Tensor, image: int = 0, branch: int = 0,
-                      title: str = "", loss: float | None = None):
+                      title: str = "", loss: float | None = None, distance: str = "raw"):
     """Fig. 8 style: intra-instance (K x K, one image) and inter-instance (B x B, one branch) distance heatmaps
     of the old model, the new model and their absolute difference; ``loss`` (L_PRD) goes into the title.
-    Old and new share one scale per row; every scale starts at 0."""
-    intra, inter = patch_distance_matrices(patches)
-    intra_o, inter_o = patch_distance_matrices(old_patches)
+    Old and new share one scale per row; every scale starts at 0. ``distance``: see ``patch_distance_matrices``."""
+    intra, inter = patch_distance_matrices(patches, distance)
+    intra_o, inter_o = patch_distance_matrices(old_patches, distance)
     fig, axes = plt.subplots(2, 3, figsize=(10, 6.4))
     rows = [(intra_o[image], intra[image], f"intra-instance (K x K), image {image}"),
             (inter_o[branch], inter[branch], f"inter-instance (B x B), branch {branch + 1}")]
@@ -278,18 +285,19 @@ def relation_heatmaps(patches: torch.Tensor, old_patches: torch.Tensor, image: i
 
 
 def relation_comparison(runs: dict[str, dict[str, torch.Tensor]], first_map: dict[str, float] | None = None,
-                        image: int = 0, branch: int = 0):
+                        image: int = 0, branch: int = 0, distance: str = "raw"):
     """Fig. 8 for several runs from the same teacher (e.g. with / without L_PRD) in one figure.
 
     ``runs`` maps a run name to its ``inspect`` output (``patches``, ``old_patches``, ``loss_prd``; the old
     patches are the shared teacher's). Rows: intra-instance (image ``image``) and inter-instance (branch
     ``branch``); columns: f^o, then per run f and |f - f^o|. Per row, all distance panels share one scale and
     all |difference| panels share another, both from 0, so the runs' drift compares by colour. ``first_map``
-    (run -> first-domain mAP, fraction) goes into the run's column titles.
+    (run -> first-domain mAP, fraction) goes into the run's column titles; ``distance``: see
+    ``patch_distance_matrices``.
     """
     names = list(runs)
-    old = patch_distance_matrices(next(iter(runs.values()))["old_patches"])
-    new = {n: patch_distance_matrices(r["patches"]) for n, r in runs.items()}
+    old = patch_distance_matrices(next(iter(runs.values()))["old_patches"], distance)
+    new = {n: patch_distance_matrices(r["patches"], distance) for n, r in runs.items()}
     fig, axes = plt.subplots(2, 1 + 2 * len(names), figsize=(3.2 * (1 + 2 * len(names)), 6.4), squeeze=False)
     for i, (pick, name) in enumerate([(image, f"intra (K x K), image {image}"),
                                       (branch, f"inter (B x B), branch {branch + 1}")]):

@@ -8,8 +8,9 @@ Tolerances and why:
 * Realistic check (``lwf``, default per-rank BatchNorm, 8 iterations per step): cross-entropy and KD are
   per-sample means but BN normalises each half-batch with its own statistics, and batch-hard triplet searches
   the hardest negative among a rank's 2 identities instead of 4, so the per-rank triplet loss is lower (by
-  ~7% here). Bounds: CE rel 2%, KD abs 1e-4 (at the first iteration of step 2 it is the new classes' share of
-  the student's softmax, the same in both runs), triplet 0-15% lower, mAP abs 0.15 (smoke test sets have 16
+  15-18% measured on generator v5's smoke data, ~7% on v4's).
+  Bounds: CE rel 2%, KD abs 1e-4 (at the first iteration of step 2 it is the new classes' share of
+  the student's softmax, the same in both runs), triplet 0-25% lower, mAP abs 0.15 (smoke test sets have 16
   queries and the unseen average is one such set: one query moving a few ranks shifts mAP by several points;
   measured gap 0.10 on the premise benchmark).
 """
@@ -140,7 +141,7 @@ def test_two_processes_match_one_process(lwf_runs):
     assert two["ce"] == pytest.approx(one["ce"], rel=0.02)
     assert two["kd"] == pytest.approx(one["kd"], abs=1e-4)
     for a, b in zip(one["triplet"], two["triplet"]):
-        assert 0.85 * a <= b <= 1.001 * a          # fewer negatives per rank: never harder than the global batch
+        assert 0.75 * a <= b <= 1.001 * a          # fewer negatives per rank: never harder than the global batch
     for k in ("seen_mAP", "unseen_mAP"):
         assert abs(_summary(two_dir)[k] - _summary(one_dir)[k]) < 0.15, k
     assert not list(two_dir.rglob("*.tmp"))
