@@ -52,13 +52,17 @@ def merge_domains(train: list[TrainSet]) -> TrainSet:
 def lr_factor(cfg: Config, milestones: list[int], step: int, it: int, total_iters: int) -> float:
     """Step-decay factor at iteration ``it`` of domain step ``step`` (``total_iters`` in the step).
 
-    The epoch is counted within the step (``train.lr_schedule="per_step"``) or over the whole order, step * epochs
-    + epoch (``"global"``, the official code: every step after the first then trains at lr_decay^2). A milestone
-    m decays the learning rate from epoch m + ``train.milestone_lag`` on. A joint step of more epochs keeps the
-    milestones at the same fraction of the step.
+    ``train.lr_schedule="global"`` (the official code): one clock over the whole order, the epochs trained so far,
+    step * epochs + epoch, so every step after the first trains at lr_decay^2 in the paper profile; a joint step,
+    which trains the whole order's epochs at once, reads the same clock (its own epoch), so all methods see the
+    same rate at the same epoch. ``"per_step"``: the epoch within the step, a joint step's milestones at the same
+    fraction of its longer step. A milestone m decays the learning rate from epoch m + ``train.milestone_lag`` on.
     """
     t = cfg.train
-    epoch = it * t.epochs // total_iters + (step * t.epochs if t.lr_schedule == "global" else 0)
+    if t.lr_schedule == "global":
+        epoch = it // t.iters_per_epoch + step * t.epochs
+    else:
+        epoch = it * t.epochs // total_iters
     return t.lr_decay ** sum(epoch >= m + t.milestone_lag for m in milestones)
 
 

@@ -130,8 +130,13 @@ def test_global_schedule_trains_later_steps_at_a_hundredth():
     assert lr_factor(paper, sampler, 1, 0, total) == 1.0
     assert lr_factor(paper, sampler, 1, 30 * 150, total) == pytest.approx(0.1)                  # global 80
     assert lr_factor(paper, sampler, 2, 0, total) == pytest.approx(0.01)
+    joint = 5 * total                                         # the joint step: the whole order's epochs at once
+    assert lr_factor(paper, paper.train.milestones, 0, 26 * 150, joint) == pytest.approx(0.1)     # the same clock
+    assert lr_factor(paper, paper.train.milestones, 0, 200 * 150, joint) == pytest.approx(0.01)
     paper.train.lr_schedule = "per_step"
     assert lr_factor(paper, paper.train.milestones, 2, 0, total) == 1.0
+    assert lr_factor(paper, paper.train.milestones, 0, 26 * 150, joint) == 1.0   # per step: at the same fraction,
+    assert lr_factor(paper, paper.train.milestones, 0, 26 * 5 * 150, joint) == pytest.approx(0.1)   # 5 x later
 
 
 def test_optimizer_groups_give_the_sampler_its_own_schedule():
