@@ -31,6 +31,7 @@ from lreid_core.data.augment import augment
 from lreid_core.data.benchmark import build_benchmark
 from lreid_core.data.sampler import DistributedPKSampler, PKSampler
 from lreid_core.errors import LReIDError
+from lreid_core.io import safe_load
 from lreid_core.train import Trainer
 
 LWF = ["train.deterministic=true", "train.ckpt_every=2"]
@@ -150,8 +151,8 @@ def test_two_processes_match_one_process(lwf_runs):
 # ---- resume and failures -------------------------------------------------------------------------------
 def _position(last: Path):
     try:
-        ckpt = torch.load(last, weights_only=False, map_location="cpu")
-    except (FileNotFoundError, EOFError, RuntimeError):
+        ckpt = safe_load(last, "checkpoint")
+    except LReIDError:                       # not written yet, or caught mid-rename
         return None
     return ckpt["step"], ckpt["iter"]
 
