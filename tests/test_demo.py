@@ -49,7 +49,7 @@ def test_check_passes_and_fails_on_the_criteria():
 def test_stability_names_the_domain_a_spread_comes_from():
     runs = {s: [_run("finetune", 0.6, 0.3, 0.2), _run("lwf", 0.6, 0.55, 0.25), _run("joint", 0.6, 0.8, 0.3)]
             for s in range(3)}
-    for s, ft in ((s, rs[0]) for s, rs in runs.items()):
+    for s, (ft, _, _) in runs.items():
         ft.steps[-1]["b"]["mAP"] = 0.3 + s / 10                  # b ends at 30 / 40 / 50: Seen-Avg std 3.33
     stability = next(c for c in check(runs, {s: {"u": 0.05} for s in range(3)}) if c.name == "stability")
     assert not stability.passed
