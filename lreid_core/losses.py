@@ -89,7 +89,7 @@ def patch_logit_distill(patch_logits: torch.Tensor, old_patch_logits: torch.Tens
                    old_patch_logits.reshape(-1, old_patch_logits.shape[-1]), tau, tau2)
 
 
-def _pairwise(x: torch.Tensor) -> torch.Tensor:
+def pairwise_distances(x: torch.Tensor) -> torch.Tensor:
     """Euclidean distances between the rows of each matrix in a batch: (..., n, c) -> (..., n, n), zero diagonal."""
     sq = (x * x).sum(-1)
     d2 = sq[..., :, None] + sq[..., None, :] - 2 * x @ x.transpose(-1, -2)
@@ -142,12 +142,15 @@ def patch_relation_loss(patches: torch.Tensor, old_patches: torch.Tensor, delta:
     if mode == "fc":
         flat, flat_old = patches.reshape(1, b * k, -1), old_patches.reshape(1, b * k, -1)
         keep = ~torch.eye(b * k, dtype=torch.bool, device=patches.device)[None]
-        return _relation_term(_pairwise(flat), _pairwise(flat_old), keep, delta, distance, reduction)
+        return _relation_term(pairwise_distances(flat), pairwise_distances(flat_old), keep, delta, distance,
+                              reduction)
     off_k = ~torch.eye(k, dtype=torch.bool, device=patches.device)
     off_b = ~torch.eye(b, dtype=torch.bool, device=patches.device)
-    intra = _relation_term(_pairwise(patches), _pairwise(old_patches), off_k, delta, distance, reduction)
+    intra = _relation_term(pairwise_distances(patches), pairwise_distances(old_patches), off_k, delta, distance,
+                           reduction)
     by_branch, by_branch_old = patches.transpose(0, 1), old_patches.transpose(0, 1)   # (K, B, C)
-    inter = _relation_term(_pairwise(by_branch), _pairwise(by_branch_old), off_b, delta, distance, reduction)
+    inter = _relation_term(pairwise_distances(by_branch), pairwise_distances(by_branch_old), off_b, delta,
+                           distance, reduction)
     return intra + inter
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import seaborn as sns
 import torch
 
-from .losses import relation_distances
+from .losses import pairwise_distances, relation_distances
 from .results import RunResult
 
 
@@ -231,7 +231,7 @@ def patch_distance_matrices(patches: torch.Tensor, distance: str = "raw") -> tup
     p = patches.detach().float().cpu()
     sets = []
     for q in (p, p.transpose(0, 1)):
-        d = torch.cdist(q, q)
+        d = pairwise_distances(q)
         off = ~torch.eye(d.shape[-1], dtype=torch.bool).expand_as(d)
         sets.append(relation_distances(d, off, distance).numpy())
     return sets[0], sets[1]
