@@ -71,7 +71,7 @@ def write_table(runs: dict[int, list], out: Path) -> None:
 
 def cmd_demo(args) -> None:
     from .config import load_config, parse_overrides, validate, with_method
-    from .demo import CHECK_METHODS, check, random_init_unseen, run_methods
+    from .demo import CHECK_METHODS, check, random_init_unseen, run_methods, versus_lwf
     from .results import finished_run, format_table
     from .viz import save_demo_figures
 
@@ -112,6 +112,8 @@ def cmd_demo(args) -> None:
         criteria = check(runs, random)
         print(f"\nvalidity check (data.synth_seed={cfg.data.synth_seed}, {len(seeds)} seeds):")
         print("\n".join(c.line() for c in criteria))
+        if (line := versus_lwf(runs)) is not None:
+            print(line + "  (reported, not a criterion)")
         print(f"{sum(c.passed for c in criteria)}/{len(criteria)} criteria met")
 
 
@@ -274,6 +276,40 @@ def cmd_sweep(args) -> None:
     print(f"sweep of {args.key} over {len(cells)} values: {csv_path}, {png_path}")
 
 
+def cmd_study(args) -> None:
+    """``lreid study regime``: the regime grid on the validation generator seeds, its table, figure and choice."""
+    from .config import load_config, parse_overrides
+    from .io import check_output_dir
+    from .study import choose, format_rows, parse_regimes, rows, run_study, write_outputs
+
+    cfg = load_config(profile_name=args.profile, overrides=parse_overrides(args.set))
+    regimes = parse_regimes(args.iters, args.later_lr, args.p_ids)
+    for regime in regimes:                      # every regime must validate before anything runs
+        regime.apply(cfg)
+    try:
+        seeds = [int(s) for s in args.synth_seeds.split(",") if s.strip()]
+    except ValueError:
+        raise LReIDError(f"--synth-seeds needs a comma list of integers, got {args.synth_seeds!r}") from None
+    if cfg.data.synth_seed in seeds:
+        raise LReIDError(f"--synth-seeds: {cfg.data.synth_seed} is the reported generator seed (data.synth_seed); "
+                         "the regime is chosen on validation seeds only")
+    methods = _method_list(args.methods)
+    out = Path(args.out)
+    check_output_dir(out)
+    print(f"lreid study regime: profile {cfg.profile}, {len(regimes)} regimes x synth seeds "
+          f"{', '.join(map(str, seeds))}, methods {', '.join(methods)}", flush=True)
+    cells = run_study(cfg, regimes, seeds, methods, out, train=not args.table_only, progress=not args.quiet,
+                      log=lambda line: print(line, flush=True))
+    csv_path, png = write_outputs(cells, regimes, out)
+    print("\n" + format_rows(rows(cells)))
+    chosen = choose(cells, regimes, seeds)
+    print(f"\n(Seen-Avg mAP %, gap = share of the Finetune-to-Joint gap closed, fgt = forgetting in mAP points, "
+          f"ring = PatchKD's share of choices on the grid's outer ring per branch)\ntable: {csv_path}; figure: {png}")
+    print(f"chosen (cheapest regime whose baselines pass on every seed): {chosen.name if chosen else 'none yet'}")
+    for cell in (c for c in cells if chosen and c.regime == chosen):
+        print(f"synth{cell.synth_seed}:\n" + "\n".join(v.line() for v in cell.verdict))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lreid", description="Lifelong person re-identification workbench")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -283,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--methods", default="", help="comma list or 'all' (default: finetune,lwf,patchkd,joint)")
     d.add_argument("--seeds", type=int, default=1, help="run train.seed, +1, ... (default 1 seed); mean ± std")
     d.add_argument("--check", action="store_true",
-                   help="also print the benchmark's validity criteria (adds finetune, lwf, joint; use --seeds 3)")
+                   help="also print the benchmark's validity criteria (adds finetune, lwf, joint; use --seeds 5)")
     d.add_argument("--reuse", action="store_true", help="load finished runs of the same config instead of rerunning")
     d.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     d.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, e.g. train.epochs=2")
@@ -335,6 +371,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(sw)
     sw.add_argument("--out", default=None, help="sweep folder (default runs/sweep-<key>); cells are OUT/<key>=<value>")
     sw.set_defaults(func=cmd_sweep)
+
+    st = sub.add_parser("study", help="regime study: iterations x later-step lr x batch on validation seeds")
+    st.add_argument("what", choices=["regime"])
+    st.add_argument("--profile", default="demo", help="smoke | demo (default)")
+    st.add_argument("--synth-seeds", default="1,2", help="validation generator seeds (default 1,2; never the reported)")
+    st.add_argument("--iters", default="120,480", help="iterations per domain step (multiples of train.epochs)")
+    st.add_argument("--later-lr", default="1,0.2,0.05", help="lr factor of steps after the first (train.later_lr)")
+    st.add_argument("--p-ids", default="8,16", help="identities per batch (train.p_ids)")
+    st.add_argument("--methods", default="", help="comma list (default: finetune,lwf,patchkd,joint)")
+    st.add_argument("--out", default="runs/study", help="study folder (default runs/study); resumable")
+    st.add_argument("--table-only", action="store_true", help="train nothing: tabulate the finished runs")
+    st.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
+    st.add_argument("--quiet", action="store_true", help="no progress bars")
+    st.set_defaults(func=cmd_study)
     return p
 
 

@@ -68,6 +68,8 @@ class TrainConfig:
     lr_decay: float = 0.1
     lr_schedule: str = "global"         # global (official code: milestones on step * epochs + epoch, one
                                         # optimiser for the whole order) | per_step (fresh schedule and optimiser)
+    later_lr: float = 1.0               # lr factor of every step after the first (on top of the milestones; the
+                                        # regime study's axis; PatchKD's sampler keeps its own schedule)
     milestone_lag: int = 1              # first decayed epoch = milestone + lag (1: the code's MultiStepLR.step(epoch)
                                         # at each epoch's end; 0: the text's "decays at the 25th epoch")
     optimizer: str = "adam"             # adam | sgd_clr (triangular cyclical LR, seed 2)
@@ -81,7 +83,7 @@ class TrainConfig:
     label_smoothing: float = 0.1        # official code: CrossEntropyLabelSmooth, eps spread over the order's ids
     ce_classes: str = "current"         # current (official code: the step's own classes, local labels) | seen
     amp: bool = True                    # bf16 autocast on CUDA (ignored on CPU)
-    channels_last: bool = True          # channels_last memory format on CUDA
+    channels_last: bool = True          # channels_last memory format (CUDA and CPU)
     compile: bool = False               # torch.compile the model (CUDA only)
     device: str = "auto"                # auto | cpu | cuda | cuda:N
     seed: int = 0
@@ -193,7 +195,7 @@ def profile(name: str) -> Config:
             # a new class block to learn at a decayed rate (CE 4.23 -> 4.07 over a step at lr x 0.1, ln 100 = 4.6;
             # 4.15 -> 2.66 at lr); the final decay steadies the end point (README, demo benchmark)
             train=TrainConfig(epochs=6, iters_per_epoch=20, milestones=[27], lr=1e-3, p_ids=8, k_imgs=4,
-                              eval_batch=512),
+                              eval_batch=64),
             method=MethodConfig(sampler_milestones=[9, 10]),
         )
     if name == "smoke":
@@ -391,12 +393,14 @@ def _validate_relations(cfg: Config) -> None:
     t, m, d = cfg.train, cfg.method, cfg.data
     if t.k_imgs < 2:
         raise LReIDError(f"train.k_imgs must be >= 2 (a triplet needs a positive of the same identity), got {t.k_imgs}")
-    for name in ("lr_decay", "clr_base_lr", "clr_max_lr", "joint_epochs_factor"):
+    for name in ("lr_decay", "later_lr", "clr_base_lr", "clr_max_lr", "joint_epochs_factor"):
         value = getattr(t, name)
         if not (math.isfinite(value) and value > 0):
             raise LReIDError(f"train.{name} must be a positive number, got {value}")
     if t.lr_decay > 1:
         raise LReIDError(f"train.lr_decay must be in (0, 1] (lr *= lr_decay at each milestone), got {t.lr_decay}")
+    if t.later_lr > 1:
+        raise LReIDError(f"train.later_lr must be in (0, 1] (the lr factor of steps after the first), got {t.later_lr}")
     if t.clr_max_lr < t.clr_base_lr:
         raise LReIDError(f"train.clr_max_lr={t.clr_max_lr} is below train.clr_base_lr={t.clr_base_lr}")
     for name in ("weight_decay", "triplet_margin"):

@@ -17,13 +17,12 @@ from IPython.display import clear_output, display
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .config import Config, config_from_dict
+from .checkpoints import load_checkpoint
+from .config import Config
 from .data.augment import normalize
 from .data.benchmark import Benchmark
 from .data.cache import load_images
-from .errors import LReIDError
-from .io import brief, check_checkpoint, safe_load
-from .methods import Method, create_method
+from .methods import Method
 from .results import stored_config
 from .viz import branch_colors, overlay_array, score_maps
 
@@ -33,23 +32,6 @@ def step_checkpoints(run_dir: str | Path) -> dict[str, Path]:
     files = Path(run_dir, "checkpoints").glob("step*.pt")
     numbered = sorted((int(re.findall(r"\d+", f.stem)[0]), f) for f in files)
     return {f"after step {n}": f for n, f in numbered}
-
-
-def load_checkpoint(path: str | Path, cfg: Config | None = None) -> Method:
-    """A method restored from a Trainer checkpoint (eval mode, on the CPU); one-line ``LReIDError`` for a file
-    that is hostile, damaged, not a checkpoint, or of another method than ``cfg``."""
-    ckpt = safe_load(path, "checkpoint")
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("method"), str):
-        raise LReIDError(f"{path} is not a checkpoint of this tool")
-    check_checkpoint(ckpt, Path(path), cfg.method.name if cfg else ckpt["method"], cfg.to_dict() if cfg else None)
-    try:
-        cfg = cfg or config_from_dict(ckpt["config"])
-        method = create_method(ckpt["method"], cfg, "cpu")
-        method.load_state_dict(ckpt["state"])
-    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
-        raise LReIDError(f"checkpoint {path} does not fit its {ckpt['method']} model ({brief(exc)})") from None
-    method.train(False)
-    return method
 
 
 class PatchExplorer:

@@ -50,7 +50,7 @@ def test_lwf_run_directory(smoke, tmp_path):
     trained.load_state_dict(ckpt["state"])
     x = torch.randn(4, 3, cfg.data.height, cfg.data.width)
     fresh.train(False), trained.train(False)
-    assert torch.allclose(fresh.embed(x), trained.embed(x))
+    assert torch.allclose(fresh.embed(x), trained.embed(x), atol=1e-5)   # the Trainer's is channels_last
     assert fresh.old is not None
 
 

@@ -46,9 +46,10 @@ class Method:
         return {f"{k}.{n}": p for k, m in self.modules().items() for n, p in m.named_parameters() if p.requires_grad}
 
     def optim_groups(self) -> list[dict]:
-        """Optimiser parameter groups: ``params``, ``lr`` and the ``milestones`` of their step decay (epochs)."""
+        """Optimiser parameter groups: ``params``, ``lr``, the ``milestones`` of their step decay (epochs) and
+        ``later_lr``, their factor from the second domain step on (``train.lr_factor``)."""
         t = self.cfg.train
-        return [{"params": self.parameters(), "lr": t.lr, "milestones": list(t.milestones)}]
+        return [{"params": self.parameters(), "lr": t.lr, "milestones": list(t.milestones), "later_lr": t.later_lr}]
 
     def reid_terms(self, out: dict[str, torch.Tensor], labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """L_ReID (Eq. 1) of the model's output ``out`` for global ``labels``.

@@ -144,7 +144,7 @@ class PatchKD(LwF):
         t, m = self.cfg.train, self.cfg.method
         own = {id(p) for p in self.sampler.parameters()}
         return [{"params": [p for p in self.parameters() if id(p) not in own], "lr": t.lr,
-                 "milestones": list(t.milestones)},
+                 "milestones": list(t.milestones), "later_lr": t.later_lr},
                 {"params": list(self.sampler.parameters()), "lr": m.sampler_lr or t.lr,
                  "milestones": list(m.sampler_milestones)}]
 
