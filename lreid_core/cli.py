@@ -120,7 +120,7 @@ def cmd_demo(args) -> None:
 def _run_overrides(args) -> dict:
     """``--set`` overrides plus the ``--method``, ``--order`` and ``--data-root`` shortcuts (run, sweep)."""
     from .config import parse_overrides
-    from .data.benchmark import resolve_order
+    from .catalog import resolve_order
 
     overrides = parse_overrides(args.set)
     if args.method:

@@ -16,14 +16,11 @@ from typing import Any
 
 import yaml
 
+from .catalog import (DEFAULT_DOMAINS, DEFAULT_UNSEEN, DEMO_ORDER, METHODS, ORDERS, SYNTH_VARIANTS, UNSEEN_REAL,
+                      feature_grid, resolve_order)
 from .errors import LReIDError
 
-ORDERS: dict[str, list[str]] = {
-    # Training order-1 and order-2 of the LReID benchmark (PatchKD, Table 2).
-    "order1": ["market1501", "cuhk_sysu", "dukemtmc", "msmt17", "cuhk03"],
-    "order2": ["dukemtmc", "msmt17", "market1501", "cuhk_sysu", "cuhk03"],
-}
-UNSEEN_REAL = ["viper", "prid", "grid", "ilids", "cuhk01", "cuhk02", "sensereid"]
+__all__ = ["ORDERS", "UNSEEN_REAL", "Config", "load_config", "profile", "validate"]
 
 
 @dataclass
@@ -178,8 +175,6 @@ def default_cache_root() -> Path:
 
 def profile(name: str) -> Config:
     """The three built-in profiles (DESIGN 6): smoke (tests/CI), demo (CPU <= 10 min), paper (GPU)."""
-    from .data.synthetic import DEFAULT_DOMAINS, DEFAULT_UNSEEN, DEMO_ORDER
-
     if name == "paper":
         return Config(profile="paper", data=DataConfig(order=list(ORDERS["order1"]), unseen=list(UNSEEN_REAL)))
     if name == "demo":
@@ -316,12 +311,9 @@ def config_from_dict(data: dict[str, Any]) -> Config:
 
 def validate(cfg: Config) -> None:
     """Reject values that would fail later or silently mean nothing (one line each)."""
-    from .data.synthetic import STYLE_VARIANTS
-    from .methods import list_methods
-
     t, m, d = cfg.train, cfg.method, cfg.data
-    if m.name not in list_methods():
-        raise LReIDError(f"unknown method {m.name!r}; valid methods: {', '.join(list_methods())}")
+    if m.name not in METHODS:
+        raise LReIDError(f"unknown method {m.name!r}; valid methods: {', '.join(METHODS)}")
     if not d.order:
         raise LReIDError("data.order is empty: give at least one seen domain")
     for name in ("epochs", "iters_per_epoch", "p_ids", "k_imgs", "eval_batch"):
@@ -369,7 +361,7 @@ def validate(cfg: Config) -> None:
                "train.ce_classes": (t.ce_classes, ("current", "seen")),
                "form": (cfg.form, ("code", "text")),
                "method.cov_eval": (m.cov_eval, ("concat", "mean")),
-               "data.synth_variant": (d.synth_variant, tuple(STYLE_VARIANTS)),
+               "data.synth_variant": (d.synth_variant, SYNTH_VARIANTS),
                "model.small_stride": (str(cfg.model.small_stride), ("8", "4"))}
     for key, (value, valid) in choices.items():
         if value not in valid:
@@ -388,8 +380,6 @@ def validate(cfg: Config) -> None:
 
 def _validate_relations(cfg: Config) -> None:
     """Ranges the first iteration would trip over, and relations between fields (domains, K vs the grid)."""
-    from .data.benchmark import resolve_order
-
     t, m, d = cfg.train, cfg.method, cfg.data
     if t.k_imgs < 2:
         raise LReIDError(f"train.k_imgs must be >= 2 (a triplet needs a positive of the same identity), got {t.k_imgs}")
@@ -433,8 +423,6 @@ def _validate_relations(cfg: Config) -> None:
     if both := [n for n in d.unseen if n in order]:
         raise LReIDError(f"{', '.join(both)} is both seen (data.order) and unseen (data.unseen)")
     if m.name == "patchkd":
-        from .models.backbone import feature_grid
-
         gh, gw = feature_grid(cfg.model.backbone, d.height, d.width, cfg.model.last_stride, cfg.model.small_stride)
         if m.k > gh * gw:
             raise LReIDError(f"method.k={m.k} patches exceed the {gh}x{gw} feature grid of a {d.height}x{d.width} "

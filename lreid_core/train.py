@@ -18,7 +18,8 @@ from .data.cache import load_images
 from .data.sampler import DistributedPKSampler
 from .errors import LReIDError
 from .evaluate import evaluate_testset
-from .io import atomic_torch_save, brief, check_checkpoint, check_resume_state, remove_stale_tmp, safe_load
+from .checkpoints import check_checkpoint, check_resume_state
+from .io import atomic_torch_save, brief, remove_stale_tmp, safe_load
 from .methods import Method, create_method
 from .progress import enabled as progress_enabled
 from .results import RunResult

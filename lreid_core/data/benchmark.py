@@ -6,7 +6,8 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import Config, ORDERS, default_cache_root
+from ..catalog import resolve_order
+from ..config import Config, default_cache_root
 from ..errors import LReIDError
 from .datasets import Record, Split, resolve
 
@@ -56,17 +57,6 @@ def check_test_split(ts: TestSet) -> None:
     if not any(cams.get(r.pid, set()) - {r.camid} for r in ts.query):
         raise LReIDError(f"{ts.domain}: no query has a gallery match from another camera, so nothing can be "
                          f"evaluated (check its query and gallery folders)")
-
-
-def resolve_order(order: list[str] | str) -> list[str]:
-    """``"order1"``/``"order2"`` or a comma list or a list of dataset names -> list of names."""
-    if isinstance(order, str):
-        if order in ORDERS:
-            return list(ORDERS[order])
-        order = [o for o in order.split(",") if o]
-    if len(order) == 1 and order[0] in ORDERS:
-        return list(ORDERS[order[0]])
-    return list(order)
 
 
 def sample_identities(split: Split, n: int, seed: int, how: str = "first") -> TrainSet:

@@ -54,6 +54,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from PIL import Image
 
+from lreid_core.catalog import DEFAULT_DOMAINS, DEFAULT_UNSEEN, DEMO_ORDER  # noqa: F401 (this module's names too)
 from lreid_core.errors import LReIDError
 from lreid_core.io import umask
 
@@ -390,12 +391,6 @@ variant) and ``pretrain`` (a pool of other domains, disjoint from both, for ``lr
 DOMAIN_STYLES: dict[str, DomainStyle] = PREMISE_STYLES
 """The default variant's domains."""
 
-DEFAULT_DOMAINS: list[str] = ["synth_a", "synth_b", "synth_c", "synth_d", "synth_e"]
-DEMO_ORDER: list[str] = ["synth_c", "synth_d", "synth_b", "synth_a", "synth_e"]
-"""The demo profile's training order, chosen on the validation generator seed (``data.synth_seed=1``): the domains
-that later steps overwrite most (the low-resolution CCTV and the two without white balance) come first, the sunny
-street, which every later step keeps, comes fourth, and the night street last."""
-DEFAULT_UNSEEN: list[str] = ["synth_u1", "synth_u2"]
 
 
 def get_style(style: str | DomainStyle, variant: str = "premise") -> DomainStyle:

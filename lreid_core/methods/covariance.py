@@ -44,7 +44,7 @@ from ..config import Config, load_config, validate
 from ..errors import LReIDError
 from ..losses import batch_hard_triplet, covariance_loss
 from ..models.multihead import MultiHeadReID
-from . import register
+from .registry import register
 from .base import Method
 
 

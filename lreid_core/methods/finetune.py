@@ -1,5 +1,5 @@
 """Finetune: train on each new domain with L_ReID only (Eq. 1); the lower bound."""
-from . import register
+from .registry import register
 from .base import Method
 
 

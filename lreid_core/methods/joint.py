@@ -1,5 +1,5 @@
 """JointTrain: all seen domains' training data at once (the upper bound of Table 2)."""
-from . import register
+from .registry import register
 from .base import Method
 
 

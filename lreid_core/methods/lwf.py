@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from ..losses import kd_loss
-from . import register
+from .registry import register
 from .base import Method
 
 

@@ -103,7 +103,7 @@ from torch import nn
 from ..losses import confidence_loss, diversity_loss, patch_logit_distill, patch_relation_loss
 from ..models.heads import BNNeckHead, batch_statistics
 from ..models.patch import PatchSampler, pool_patches, random_masks
-from . import register
+from .registry import register
 from .lwf import LwF
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 
 from ..losses import similarity_preserving_loss
-from . import register
+from .registry import register
 from .base import Method
 
 

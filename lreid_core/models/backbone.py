@@ -86,21 +86,6 @@ def _load_imagenet(net: nn.Module, path: str, name: str) -> None:
     net.load_state_dict(state, strict=False)
 
 
-def feature_grid(name: str, height: int, width: int, last_stride: int = 1, small_stride: int = 8) -> tuple[int, int]:
-    """(h, w) of the feature map for an input of ``height x width``, without building the net.
-
-    Every stride-s layer (3x3/pad 1 convs, 1x1 downsample convs, resnet's 7x7/pad 3 stem and 3x3/pad 1
-    max-pool) maps n to ceil(n / s): ``small`` has strides 2, 1, 2, 2 (1 with ``small_stride=4``), last_stride;
-    the torchvision ResNets 2 (stem), 2 (max-pool), 1, 2, 2, last_stride.
-    """
-    small = [2, 1, 2, 2 if small_stride == 8 else 1, last_stride]
-    strides = small if name == "small" else [2, 2, 1, 2, 2, last_stride]
-    h, w = height, width
-    for s in strides:
-        h, w = -(-h // s), -(-w // s)
-    return h, w
-
-
 def _load_small(net: SmallResNet, file: Path, width: int, stride: int) -> None:
     """Load weights written by ``lreid pretrain`` (a dict with ``state_dict``, ``width``, ``stride``)."""
     if not file.is_file():
