@@ -282,7 +282,7 @@ def study_figure(cells: list[Cell], regimes: list[Regime]):
     for ax, value, methods in panels:
         for method in methods:
             per = [[value(c, method) for c in cells if c.regime == r] for r in shown]
-            ax.plot(xs, [np.nanmean(p) if p else np.nan for p in per], marker="o", color=colours[method],
+            ax.plot(xs, [np.nanmean(p) if np.isfinite(p).any() else np.nan for p in per], marker="o", color=colours[method],
                     label=method)
             for x, p in zip(xs, per):
                 ax.scatter([x] * len(p), p, s=12, color=colours[method], alpha=0.5)
