@@ -76,6 +76,16 @@ def remove_stale_tmp(folder: Path) -> list[Path]:
     return stale
 
 
+def read_text(path: Path, what: str) -> str:
+    """The UTF-8 text of ``path``; one line naming ``what`` and the file when it cannot be read or decoded."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise LReIDError(f"{what} {path} is not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise LReIDError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text))
 
