@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -158,7 +159,7 @@ def cmd_run(args) -> None:
             print(f"no checkpoint yet in {out}: starting it from scratch with its stored config", flush=True)
     else:
         cfg = load_config(args.config, profile_name=args.profile, overrides=_run_overrides(args))
-        out = Path(args.out) if args.out else Path(cfg.out_dir) / f"{cfg.profile}-{cfg.method.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        out = Path(args.out) if args.out else Path(cfg.out_dir) / default_run_name(cfg)
         check_output_dir(out)
         if holds_run(out):
             raise LReIDError(f"run directory already holds a run: {out} (choose another --out, or --resume it)")
@@ -166,13 +167,18 @@ def cmd_run(args) -> None:
         out = Path(distributed.broadcast_object(str(out)))     # rank 0's default name (it holds a timestamp)
         with distributed.local_main_first():                   # one writer of the synthetic benchmark per node
             bench = build_benchmark(cfg)
-        trainer = Trainer(cfg, cfg.method.name, bench, out, progress=not args.quiet)
+        trainer = Trainer(cfg, cfg.method.name, bench, out, progress=not args.quiet, new_run=not args.resume)
         if checkpoint:
             trainer.resume()
         result = trainer.fit()
         if distributed.is_main():
             print(format_table([result]))
             print(f"run directory: {out}")
+
+
+def default_run_name(cfg) -> str:
+    """``<profile>-<method>-<time>-s<seed>-p<pid>``: runs started in the same second never share a folder."""
+    return f"{cfg.profile}-{cfg.method.name}-{time.strftime('%Y%m%d-%H%M%S')}-s{cfg.train.seed}-p{os.getpid()}"
 
 
 def _resumable(args):
@@ -249,12 +255,13 @@ def cmd_bench(args) -> None:
 
 
 def cmd_report(args) -> None:
-    from .report import build_report, write_report
+    from .report import build_report, check_report_out, write_report
 
     from .io import check_output_dir
 
     check_output_dir(Path(args.out))
     report = build_report(args.run_dirs)
+    check_report_out(report, Path(args.out), not args.no_figures, args.overwrite)
     md = write_report(report, Path(args.out), figures=not args.no_figures)
     print(report.text())
     print(f"\n(mAP/R1 in %, last step; mean ± sample std over seeds where a row has several runs)\nreport: {md}")
@@ -327,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "same method, different train.seed -> mean ± std")
     rp.add_argument("--out", default="report", help="output folder (default ./report)")
     rp.add_argument("--no-figures", action="store_true", help="tables only (CSV + report.md), no PNGs")
+    rp.add_argument("--overwrite", action="store_true", help="replace files in OUT that no earlier report wrote")
     rp.set_defaults(func=cmd_report)
 
     sw = sub.add_parser("sweep", help="grid over one config key (Fig. 6); resumable, one run dir per value")
