@@ -51,10 +51,32 @@ def check_demo_folders(out: Path, methods: list[str], overwrite: bool) -> list[P
         if holds_run(run_dir):
             if not overwrite:
                 raise LReIDError(f"{run_dir} already holds a run; pass --overwrite to replace it, or choose another --out")
+            if run_dir.is_symlink():
+                raise LReIDError(f"{run_dir} is a symbolic link; --overwrite replaces only real run folders (remove "
+                                 f"the link, or choose another --out)")
             replace.append(run_dir)
         elif any(run_dir.iterdir()):
             raise LReIDError(f"{run_dir} is in the way: a non-empty folder that holds no run (not replacing it)")
     return replace
+
+
+TABLE_HEADER = "method,seed,"      # the first line of every table.csv a demo writes
+
+
+def check_demo_outputs(out: Path, methods: list[str], overwrite: bool) -> None:
+    """Refuse, before work, to replace a ``table.csv`` or figure in ``out`` that no earlier demo wrote (its
+    ``table.csv`` starts with :data:`TABLE_HEADER`) unless ``overwrite``; one line naming the file."""
+    table = out / "table.csv"
+    try:
+        ours = table.is_file() and table.read_text(encoding="utf-8").startswith(TABLE_HEADER)
+    except (OSError, UnicodeDecodeError):
+        ours = False
+    if overwrite or ours:
+        return
+    for name in ["table.csv", "demo_summary.png"] + [f"matrix_{m}.png" for m in methods]:
+        if (out / name).exists() or (out / name).is_symlink():
+            raise LReIDError(f"{out / name} already exists and no earlier demo wrote it; pass --overwrite to "
+                             f"replace it, or choose another --out")
 
 
 def write_table(runs: dict[int, list], out: Path) -> None:
@@ -92,6 +114,7 @@ def cmd_demo(args) -> None:
         seed_out = out / f"seed{seed}" if len(seeds) > 1 else out
         fresh = [m for m in methods if not (args.reuse and finished_run(seed_out / m, with_method(cfg, m)))]
         plan[seed] = seed_out, check_demo_folders(seed_out, fresh, args.overwrite)
+    check_demo_outputs(out, methods, args.overwrite)
     print(f"lreid demo: profile {cfg.profile}, order {' -> '.join(cfg.data.order)}, unseen {', '.join(cfg.data.unseen)}, "
           f"methods {', '.join(methods)}, train.seed {', '.join(map(str, seeds))}", flush=True)
     start = time.perf_counter()
@@ -138,7 +161,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default=None, help="smoke | demo | paper (default: the config's, else paper)")
     parser.add_argument("--order", default=None, help="order1 | order2 | comma list of dataset names")
     parser.add_argument("--data-root", default=None, help="folder holding the datasets")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
+    parser.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
+                        help="config overrides (repeatable: --set a=1 --set b=2 or --set a=1 b=2)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -237,6 +261,14 @@ def cmd_pretrain(args) -> None:
     from .pretrain import pretrain
 
     out = Path(args.out) if args.out else SYNTHETIC_WEIGHTS
+    if args.out:
+        from .io import check_output_dir
+
+        check_output_dir(out.parent)
+        if (out.exists() or out.is_symlink()) and not args.overwrite:
+            raise LReIDError(f"{out} already exists; pass --overwrite to replace it, or choose another --out")
+        if out.is_dir():
+            raise LReIDError(f"--out {out} is a folder; give a weights file name")
     meta = pretrain(out, seed=args.seed, iters=args.iters, progress=not args.quiet)
     print(f"pretrained small backbone: {out} ({out.stat().st_size / 1e6:.1f} MB); pool {', '.join(meta['pool'])}, "
           f"seed {meta['seed']}, {meta['iters']} iterations, pool test mAP {100 * meta['pool_mAP']:.1f}, "
@@ -293,7 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also print the benchmark's validity criteria (adds finetune, lwf, joint; use --seeds 3)")
     d.add_argument("--reuse", action="store_true", help="load finished runs of the same config instead of rerunning")
     d.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
-    d.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, e.g. train.epochs=2")
+    d.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
+                   help="config overrides, e.g. train.epochs=2 (repeatable)")
     d.add_argument("--overwrite", action="store_true", help="replace run folders OUT/<method> that hold a run")
     d.set_defaults(func=cmd_demo)
 
@@ -315,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--seed", type=int, default=0, help="pool generator and training seed (shipped weights: 0)")
     pt.add_argument("--iters", type=int, default=2000, help="training iterations")
     pt.add_argument("--out", default="", help="weights file (default: the shipped model.pretrained=synthetic file)")
+    pt.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     pt.add_argument("--quiet", action="store_true", help="no progress bars")
     pt.set_defaults(func=cmd_pretrain)
 
