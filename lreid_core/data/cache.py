@@ -5,6 +5,7 @@ one decode per domain; the tensor is moved to the model's device by the caller (
 """
 from __future__ import annotations
 
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
@@ -36,6 +37,8 @@ def _decode(path: str, size: tuple[int, int]) -> np.ndarray:
                                  f"{MAX_PIXELS:,} (4096x4096): not decoding it")
             im = _to_rgb(im).resize((size[1], size[0]), Image.BILINEAR)
             return np.asarray(im, dtype=np.uint8)
+    except LReIDError:
+        raise
     except FileNotFoundError:
         raise LReIDError(f"image file not found: {path}") from None
     except PermissionError:
@@ -53,7 +56,9 @@ def load_images(paths: list[str], height: int, width: int, desc: str = "decode")
         if not paths:
             raise LReIDError(f"{desc}: no images to decode")
         out = np.empty((len(paths), height, width, 3), dtype=np.uint8)
-        with ThreadPoolExecutor(max_workers=8) as pool:
+        with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=8) as pool:
+            # PIL warns of a bomb at 89M pixels; MAX_PIXELS refuses far fewer, with one line naming the file
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             for i, arr in enumerate(tqdm(pool.map(lambda p: _decode(p, (height, width)), paths), total=len(paths),
                                          desc=desc, leave=False, mininterval=1.0, disable=not (is_main() and progress_enabled()))):
                 out[i] = arr
