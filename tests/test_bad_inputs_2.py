@@ -274,3 +274,227 @@ def test_disk_full_while_checkpointing_keeps_previous(tmp_path, monkeypatch):
                                f"training stopped, previous checkpoint kept: {last}")
     assert torch.load(last, weights_only=True)["iter"] == 1
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.pt"]
+
+
+# ---- silently wrong --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("cmd", ["run", "demo", "sweep"])
+def test_repeated_set_accumulates(cmd):
+    extra = ["--key", "train.lr", "--values", "1"] if cmd == "sweep" else []
+    parser = cli.build_parser()
+    repeated = parser.parse_args([cmd, *extra, "--set", "train.lr=0.005", "--set", "train.epochs=1"])
+    together = parser.parse_args([cmd, *extra, "--set", "train.lr=0.005", "train.epochs=1"])
+    assert repeated.set == together.set == ["train.lr=0.005", "train.epochs=1"]
+    assert parse_overrides(repeated.set) == {"train": {"lr": 0.005, "epochs": 1}}
+
+
+def _config_file(tmp_path, content):
+    path = tmp_path / "cfg.yaml"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return path
+
+
+_BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdefg", "bcdefgh"))
+
+CONFIG_FILES = {
+    "duplicate key": ("train:\n  lr: 0.1\ntrain:\n  epochs: 1\n", "not valid YAML: duplicate key 'train' (line 3)"),
+    "duplicate sub-key": ("train:\n  lr: 0.1\n  lr: 0.2\n", "duplicate key 'lr' (line 3)"),
+    "alias bomb": (_BOMB, "not valid YAML: alias *a: aliases are not allowed in configs (line 2)"),
+    "not UTF-8": (b"train:\n  lr: \xff\xfe\n", "is not UTF-8 text (byte 13)"),
+}
+
+
+@pytest.mark.parametrize("case", list(CONFIG_FILES))
+def test_config_file_refused(case, tmp_path, capsys):
+    content, fragment = CONFIG_FILES[case]
+    path = _config_file(tmp_path, content)
+    code, err = _run(["--config", path], capsys, tmp_path / "run")
+    assert code == 2 and str(path) in err and fragment in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_unreadable_config_file(tmp_path, capsys, monkeypatch):
+    path = _config_file(tmp_path, "train:\n  lr: 0.1\n")
+    read = pathlib.Path.read_text
+
+    def denied(self, *args, **kwargs):
+        if self == path:
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return read(self, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "read_text", denied)
+    code, err = _run(["--config", path], capsys, tmp_path / "run")
+    assert code == 2 and err == f"lreid: error: config file {path} cannot be read: Permission denied"
+
+
+SET_CASES = {
+    "milestone not an int": (["train.milestones=[1.9]"], "config key 'train.milestones[0]' expects int, got 1.9"),
+    "null in a list": (["train.milestones=[null]"], "config key 'train.milestones[0]' expects int, got None"),
+    "list of lists": (["data.order=[[synth_a]]"], "config key 'data.order[0]' expects str, got ['synth_a']"),
+    "list is null": (["data.unseen=null"], "config key 'data.unseen' expects list, got None"),
+    "unknown profile": (["profile=bogus"], "profile='bogus' is not one of smoke, demo, paper"),
+    "scalar then sub-key": (["train=1", "train.lr=2"], "override 'train.lr=2': train is already set to a value"),
+    "seed beyond 2^53": (["train.seed=1e30"], "train.seed must be in [0, 2^53 = 9007199254740992]"),
+    "seed beyond 2^63": (["train.seed=100000000000000000000"], "train.seed must be in [0, 2^53"),
+    "model too wide": (["model.width=100000000"], "model.width must be in [4, 256], got 100000000"),
+    "input too large": (["data.height=3000000"], "input size 3000000x16 exceeds the limit of 1024 pixels a side"),
+    "sampler_lr NaN": (["method.sampler_lr=.nan"], "method.sampler_lr must be a finite non-negative number, got nan"),
+    "sampler_lr inf": (["method.sampler_lr=.inf"], "method.sampler_lr must be a finite non-negative number, got inf"),
+    "cov_beta NaN": (["method.cov_beta=.nan"], "method.cov_beta must be a finite non-negative number, got nan"),
+    "cov_beta -1e30": (["method.cov_beta=-1e30"], "method.cov_beta must be a finite non-negative number, got -1e+30"),
+}
+
+
+@pytest.mark.parametrize("case", list(SET_CASES))
+def test_set_refused_before_work(case, tmp_path, capsys):
+    sets, fragment = SET_CASES[case]
+    code, err = _main(["run", "--profile", "smoke", "--quiet", "--out", tmp_path / "run", *[f"--set={s}" for s in sets]],
+                      capsys)
+    assert code == 2 and fragment in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sweep_value_of_wrong_type(tmp_path, capsys):
+    code, err = _main(["sweep", "--key", "train.epochs", "--values", "a,b", "--profile", "smoke",
+                       "--out", tmp_path / "sweep"], capsys)
+    assert code == 2 and err == "lreid: error: config key 'train.epochs' expects int, got 'a'"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_16_bit_png_is_not_white(tmp_path):
+    grey = (np.arange(32 * 16, dtype=np.uint32).reshape(32, 16) * 120).astype(np.uint16)     # 0 .. 61320
+    path = tmp_path / "deep.png"
+    Image.fromarray(grey).save(path)
+    assert Image.open(path).mode.startswith("I")
+    img = cache.load_images([str(path)], 32, 16)[0, 0].float()
+    expected = torch.from_numpy(grey.astype(np.float64) / 257).float()
+    assert (img - expected).abs().max() <= 1
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width x height`` pixels (its data is empty)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def test_decompression_bomb_refused(synth_root, tmp_path, capsys):
+    root = _copy(synth_root, tmp_path, "data")
+    victim = sorted((root / "synth_a" / "bounding_box_train").iterdir())[0]
+    victim.write_bytes(_png_header(10000, 10000))
+    code, err = _run(_real_root_args(root), capsys, tmp_path / "run")
+    assert code == 2 and err == (f"lreid: error: image {victim} claims 10000x10000 pixels, over the limit of "
+                                 f"16,777,216 (4096x4096): not decoding it")
+    assert not (tmp_path / "run").exists()
+
+
+def test_data_root_that_is_a_file(tmp_path, capsys):
+    root = tmp_path / "data"
+    root.write_text("not a folder\n")
+    code, err = _run(_real_root_args(root), capsys, tmp_path / "run")
+    assert code == 2 and err == f"lreid: error: data root {root} is a file, not a folder"
+    assert root.read_text() == "not a folder\n" and not (tmp_path / "run").exists()
+
+
+def test_notebooks_check_name_matching_nothing(capsys):
+    from lreid_core import notebooks_check
+
+    assert notebooks_check.main(["zz_nothing"]) == 2
+    assert "no notebook name starts with 'zz_nothing'" in capsys.readouterr().err
+
+
+# ---- one line instead of a traceback ----------------------------------------------------------------------
+def test_unreadable_query_folder(synth_root, tmp_path, capsys, monkeypatch):
+    root = _copy(synth_root, tmp_path, "data")
+    query = root / "synth_b" / "query"
+    iterdir = pathlib.Path.iterdir
+
+    def denied(self):
+        if self == query:
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return iterdir(self)
+
+    monkeypatch.setattr(pathlib.Path, "iterdir", denied)
+    code, err = _run(_real_root_args(root), capsys, tmp_path / "run")
+    assert code == 2 and err == f"lreid: error: folder {query} cannot be read: Permission denied"
+    assert not (tmp_path / "run").exists()
+
+
+def test_unreadable_image_is_not_called_corrupt(synth_root, tmp_path, capsys, monkeypatch):
+    root = _copy(synth_root, tmp_path, "data")
+    victim = str(sorted((root / "synth_a" / "query").iterdir())[0])
+    opener = cache.Image.open
+
+    def denied(path, *args, **kwargs):
+        if str(path) == victim:
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return opener(path, *args, **kwargs)
+
+    monkeypatch.setattr(cache.Image, "open", denied)
+    code, err = _run(_real_root_args(root), capsys, tmp_path / "run")
+    assert code == 2 and err == f"lreid: error: image {victim} cannot be read (permission denied)"
+
+
+def test_identity_with_one_image_named_by_pid_and_file(synth_root, tmp_path, capsys):
+    root = _copy(synth_root, tmp_path, "data")
+    train = root / "synth_a" / "bounding_box_train"
+    keep, *others = sorted(train.glob(f"{sorted(train.iterdir())[0].name[:4]}_*"))
+    for f in others:
+        f.unlink()
+    code, err = _run(_real_root_args(root), capsys, tmp_path / "run")
+    assert code == 2 and f"identity {int(keep.name[:4])} of synth_a has 1 image ({keep}); PK batches of K=4" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_small_backbone_weights_holding_a_list(tmp_path, capsys):
+    path = tmp_path / "small.pt"
+    torch.save([torch.zeros(2)], path)
+    code, err = _run(["--set", f"model.pretrained={path}", *SMOKE], capsys, tmp_path / "run")
+    assert code == 2 and f"small-backbone weights {path} are not a file written by lreid pretrain" in err
+    assert not (tmp_path / "run").exists()
+
+
+def _edit_checkpoint(run, edit):
+    last = run / "checkpoints" / "last.pt"
+    ckpt = torch.load(last, weights_only=True)
+    edit(ckpt)
+    torch.save(ckpt, last)
+    return last
+
+
+DAMAGED_STATES = {
+    "RNG state": (lambda c: c.update(rng=torch.zeros(3, dtype=torch.uint8)), "damaged RNG state"),
+    "optimizer groups": (lambda c: c["optimizer"].update(param_groups=[]), "damaged optimizer state"),
+    "scheduler state": (lambda c: c["scheduler"].update(lr_lambdas=5, base_lrs=None), "damaged scheduler state"),
+}
+
+
+@pytest.mark.parametrize("case", list(DAMAGED_STATES))
+def test_resume_damaged_state(case, mid_step_run, tmp_path, capsys):
+    run = _copy(mid_step_run, tmp_path, "run")
+    edit, fragment = DAMAGED_STATES[case]
+    last = _edit_checkpoint(run, edit)
+    before = last.read_bytes()
+    code, err = _main(["run", "--resume", run, "--quiet"], capsys)
+    assert code == 2 and f"checkpoint {last}: {fragment}" in err
+    assert last.read_bytes() == before and not (run / "metrics.json").exists()
+
+
+REPORT_CONFIGS = {
+    "config.yaml not UTF-8": (lambda r: (r / "config.yaml").write_bytes(b"train: \xff\n"), "is not UTF-8 text"),
+    "config.yaml a scalar": (lambda r: (r / "config.yaml").write_text("42\n"), "does not hold a mapping"),
+    "metrics.json nested deeply": (lambda r: (r / "metrics.json").write_text("[" * 100000 + "]" * 100000),
+                                   "nested too deeply"),
+}
+
+
+@pytest.mark.parametrize("case", list(REPORT_CONFIGS))
+def test_report_on_damaged_run(case, trained_run, tmp_path, capsys):
+    run = _copy(trained_run, tmp_path, "run")
+    damage, fragment = REPORT_CONFIGS[case]
+    damage(run)
+    code, err = _main(["report", run, "--out", tmp_path / "rep", "--no-figures"], capsys)
+    assert code == 2 and str(run) in err and fragment in err
+    assert not (tmp_path / "rep").exists()
