@@ -208,6 +208,18 @@ def test_run_folder_owned_by_one_process(tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == [".lock"]
 
 
+def test_run_started_in_a_folder_meanwhile_taken(trained_run, tmp_path):
+    """Two runs passed the CLI's check together; the first finished before the second took the folder's lock."""
+    cfg = load_config(profile_name="smoke", overrides=parse_overrides(SMOKE + ["method.name=finetune"]))
+    out = tmp_path / "run"
+    trainer = Trainer(cfg, "finetune", build_benchmark(cfg), out, progress=False, tensorboard=False, new_run=True)
+    shutil.copytree(trained_run, out)                   # the other process's finished run
+    before = _files(out)
+    with pytest.raises(LReIDError, match=f"run directory already holds a run: {out}"):
+        trainer.fit()
+    assert _files(out) == before
+
+
 def test_default_run_names_never_collide():
     cfgs = [load_config(profile_name="smoke", overrides=parse_overrides([f"train.seed={s}"])) for s in (1, 2)]
     names = [cli.default_run_name(c) for c in cfgs]
