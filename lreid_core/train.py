@@ -26,7 +26,8 @@ from .results import RunResult
 
 LOG_EVERY = 20   # iterations between loss read-outs (the only host syncs in the loop)
 # what a Trainer writes (per folder): an interrupted atomic write of one of these leaves a temp file to clear
-RUN_FILES = {"": ("config.yaml", "metrics.json", "matrix_mAP.csv", "matrix_R1.csv"), "checkpoints": ("last.pt", "step*.pt")}
+RUN_FILES = {"": ("config.yaml", "metrics.json", "matrix_mAP.csv", "matrix_R1.csv"),
+             "checkpoints": ("last.pt", "step*.pt")}
 
 
 def resolve_device(name: str) -> torch.device:

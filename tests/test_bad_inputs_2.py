@@ -2,7 +2,6 @@
 value that validates runs, every failure is one line ``lreid: error: ...`` with a non-zero exit, before any work.
 Each case asserts the message, the exit code and what is left on disk."""
 import errno
-import json
 import os
 import pathlib
 import shutil
@@ -20,7 +19,7 @@ from PIL import Image
 
 from lreid_core import cli, io as lio
 from lreid_core.config import load_config, parse_overrides
-from lreid_core.data import cache, synthetic
+from lreid_core.data import cache
 from lreid_core.data.benchmark import build_benchmark
 from lreid_core.data.synthetic import make_benchmark
 from lreid_core.errors import LReIDError
@@ -360,8 +359,8 @@ SET_CASES = {
 @pytest.mark.parametrize("case", list(SET_CASES))
 def test_set_refused_before_work(case, tmp_path, capsys):
     sets, fragment = SET_CASES[case]
-    code, err = _main(["run", "--profile", "smoke", "--quiet", "--out", tmp_path / "run", *[f"--set={s}" for s in sets]],
-                      capsys)
+    code, err = _main(["run", "--profile", "smoke", "--quiet", "--out", tmp_path / "run",
+                       *[f"--set={s}" for s in sets]], capsys)
     assert code == 2 and fragment in err, err
     assert list(tmp_path.iterdir()) == []
 

@@ -107,8 +107,8 @@ def _load_small(net: SmallResNet, file: Path, width: int, stride: int) -> None:
         raise LReIDError(f"small-backbone weights file not found: {file}")
     ckpt = safe_load(file, "small-backbone weights file")
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in ("state_dict", "width", "stride")):
-        raise LReIDError(f"small-backbone weights {file} are not a file written by lreid pretrain (it holds a "
-                         f"{type(ckpt).__name__}{'' if not isinstance(ckpt, dict) else ' without state_dict, width, stride'})")
+        held = "a dict without state_dict, width, stride" if isinstance(ckpt, dict) else f"a {type(ckpt).__name__}"
+        raise LReIDError(f"small-backbone weights {file} are not a file written by lreid pretrain (it holds {held})")
     state, w, s = ckpt["state_dict"], ckpt["width"], ckpt["stride"]
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
                                               for k, v in state.items()):
