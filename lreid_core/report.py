@@ -91,7 +91,8 @@ def load_run(path: str | Path) -> LoadedRun:
     if cfg_path.is_file():
         stored = load_yaml(read_text(cfg_path, "run config"), f"run config {cfg_path}") or {}
         if not isinstance(stored, dict):
-            raise LReIDError(f"run config {cfg_path} does not hold a mapping (it holds a value of type {type(stored).__name__})")
+            raise LReIDError(f"run config {cfg_path} does not hold a mapping (it holds a value of type "
+                             f"{type(stored).__name__})")
         config = flatten(stored)
     return LoadedRun(path, result, config)
 
