@@ -108,6 +108,7 @@ def method_step(cfg: Config, name: str, iters: int, warmup: int, compile_model: 
         if method.old is not None:
             method.old.compile()
     opt, _ = build_optimizer(cfg, method.optim_groups(), device, iters + warmup, step=1)
+    params = method.parameters()
     gen = torch.Generator(device=device).manual_seed(0)
     method.train(True)
 
@@ -187,6 +188,7 @@ def extraction(cfg: Config, n: int = 8192, batch: int = 512) -> float:
     """Images per second of retrieval-feature extraction (uint8 on the device -> BN-neck features)."""
     device = resolve_device(cfg.train.device)
     model = ReIDModel(cfg.model).to(device).eval()
+    model.head.grow(500)                 # one step's class block, as after a first training step
     cuda = device.type == "cuda"
     if cuda and cfg.train.channels_last:
         model.to(memory_format=torch.channels_last)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -50,10 +51,32 @@ def check_demo_folders(out: Path, methods: list[str], overwrite: bool) -> list[P
         if holds_run(run_dir):
             if not overwrite:
                 raise LReIDError(f"{run_dir} already holds a run; pass --overwrite to replace it, or choose another --out")
+            if run_dir.is_symlink():
+                raise LReIDError(f"{run_dir} is a symbolic link; --overwrite replaces only real run folders (remove "
+                                 f"the link, or choose another --out)")
             replace.append(run_dir)
         elif any(run_dir.iterdir()):
             raise LReIDError(f"{run_dir} is in the way: a non-empty folder that holds no run (not replacing it)")
     return replace
+
+
+TABLE_HEADER = "method,seed,"      # the first line of every table.csv a demo writes
+
+
+def check_demo_outputs(out: Path, methods: list[str], overwrite: bool) -> None:
+    """Refuse, before work, to replace a ``table.csv`` or figure in ``out`` that no earlier demo wrote (its
+    ``table.csv`` starts with :data:`TABLE_HEADER`) unless ``overwrite``; one line naming the file."""
+    table = out / "table.csv"
+    try:
+        ours = table.is_file() and table.read_text(encoding="utf-8").startswith(TABLE_HEADER)
+    except (OSError, UnicodeDecodeError):
+        ours = False
+    if overwrite or ours:
+        return
+    for name in ["table.csv", "demo_summary.png"] + [f"matrix_{m}.png" for m in methods]:
+        if (out / name).exists() or (out / name).is_symlink():
+            raise LReIDError(f"{out / name} already exists and no earlier demo wrote it; pass --overwrite to "
+                             f"replace it, or choose another --out")
 
 
 def write_table(runs: dict[int, list], out: Path) -> None:
@@ -91,6 +114,7 @@ def cmd_demo(args) -> None:
         seed_out = out / f"seed{seed}" if len(seeds) > 1 else out
         fresh = [m for m in methods if not (args.reuse and finished_run(seed_out / m, with_method(cfg, m)))]
         plan[seed] = seed_out, check_demo_folders(seed_out, fresh, args.overwrite)
+    check_demo_outputs(out, methods, args.overwrite)
     print(f"lreid demo: profile {cfg.profile}, order {' -> '.join(cfg.data.order)}, unseen {', '.join(cfg.data.unseen)}, "
           f"methods {', '.join(methods)}, train.seed {', '.join(map(str, seeds))}", flush=True)
     start = time.perf_counter()
@@ -139,7 +163,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default=None, help="smoke | demo | paper (default: the config's, else paper)")
     parser.add_argument("--order", default=None, help="order1 | order2 | comma list of dataset names")
     parser.add_argument("--data-root", default=None, help="folder holding the datasets")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
+    parser.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
+                        help="config overrides (repeatable: --set a=1 --set b=2 or --set a=1 b=2)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -160,7 +185,7 @@ def cmd_run(args) -> None:
             print(f"no checkpoint yet in {out}: starting it from scratch with its stored config", flush=True)
     else:
         cfg = load_config(args.config, profile_name=args.profile, overrides=_run_overrides(args))
-        out = Path(args.out) if args.out else Path(cfg.out_dir) / f"{cfg.profile}-{cfg.method.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        out = Path(args.out) if args.out else Path(cfg.out_dir) / default_run_name(cfg)
         check_output_dir(out)
         if holds_run(out):
             raise LReIDError(f"run directory already holds a run: {out} (choose another --out, or --resume it)")
@@ -168,13 +193,18 @@ def cmd_run(args) -> None:
         out = Path(distributed.broadcast_object(str(out)))     # rank 0's default name (it holds a timestamp)
         with distributed.local_main_first():                   # one writer of the synthetic benchmark per node
             bench = build_benchmark(cfg)
-        trainer = Trainer(cfg, cfg.method.name, bench, out, progress=not args.quiet)
+        trainer = Trainer(cfg, cfg.method.name, bench, out, progress=not args.quiet, new_run=not args.resume)
         if checkpoint:
             trainer.resume()
         result = trainer.fit()
         if distributed.is_main():
             print(format_table([result]))
             print(f"run directory: {out}")
+
+
+def default_run_name(cfg) -> str:
+    """``<profile>-<method>-<time>-s<seed>-p<pid>``: runs started in the same second never share a folder."""
+    return f"{cfg.profile}-{cfg.method.name}-{time.strftime('%Y%m%d-%H%M%S')}-s{cfg.train.seed}-p{os.getpid()}"
 
 
 def _resumable(args):
@@ -233,6 +263,14 @@ def cmd_pretrain(args) -> None:
     from .pretrain import pretrain
 
     out = Path(args.out) if args.out else SYNTHETIC_WEIGHTS
+    if args.out:
+        from .io import check_output_dir
+
+        check_output_dir(out.parent)
+        if (out.exists() or out.is_symlink()) and not args.overwrite:
+            raise LReIDError(f"{out} already exists; pass --overwrite to replace it, or choose another --out")
+        if out.is_dir():
+            raise LReIDError(f"--out {out} is a folder; give a weights file name")
     meta = pretrain(out, seed=args.seed, iters=args.iters, progress=not args.quiet)
     print(f"pretrained small backbone: {out} ({out.stat().st_size / 1e6:.1f} MB); pool {', '.join(meta['pool'])}, "
           f"seed {meta['seed']}, {meta['iters']} iterations, pool test mAP {100 * meta['pool_mAP']:.1f}, "
@@ -251,12 +289,13 @@ def cmd_bench(args) -> None:
 
 
 def cmd_report(args) -> None:
-    from .report import build_report, write_report
+    from .report import build_report, check_report_out, write_report
 
     from .io import check_output_dir
 
     check_output_dir(Path(args.out))
     report = build_report(args.run_dirs)
+    check_report_out(report, Path(args.out), not args.no_figures, args.overwrite)
     md = write_report(report, Path(args.out), figures=not args.no_figures)
     print(report.text())
     print(f"\n(mAP/R1 in %, last step; mean ± sample std over seeds where a row has several runs)\nreport: {md}")
@@ -322,7 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also print the benchmark's validity criteria (adds finetune, lwf, joint; use --seeds 5)")
     d.add_argument("--reuse", action="store_true", help="load finished runs of the same config instead of rerunning")
     d.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
-    d.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, e.g. train.epochs=2")
+    d.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
+                   help="config overrides, e.g. train.epochs=2 (repeatable)")
     d.add_argument("--overwrite", action="store_true", help="replace run folders OUT/<method> that hold a run")
     d.set_defaults(func=cmd_demo)
 
@@ -344,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--seed", type=int, default=0, help="pool generator and training seed (shipped weights: 0)")
     pt.add_argument("--iters", type=int, default=2000, help="training iterations")
     pt.add_argument("--out", default="", help="weights file (default: the shipped model.pretrained=synthetic file)")
+    pt.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     pt.add_argument("--quiet", action="store_true", help="no progress bars")
     pt.set_defaults(func=cmd_pretrain)
 
@@ -363,6 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "same method, different train.seed -> mean ± std")
     rp.add_argument("--out", default="report", help="output folder (default ./report)")
     rp.add_argument("--no-figures", action="store_true", help="tables only (CSV + report.md), no PNGs")
+    rp.add_argument("--overwrite", action="store_true", help="replace files in OUT that no earlier report wrote")
     rp.set_defaults(func=cmd_report)
 
     sw = sub.add_parser("sweep", help="grid over one config key (Fig. 6); resumable, one run dir per value")

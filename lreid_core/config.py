@@ -19,8 +19,13 @@ import yaml
 from .catalog import (DEFAULT_DOMAINS, DEFAULT_UNSEEN, DEMO_ORDER, METHODS, ORDERS, SYNTH_VARIANTS, UNSEEN_REAL,
                       feature_grid, resolve_order)
 from .errors import LReIDError
+from .io import read_text
 
 __all__ = ["ORDERS", "UNSEEN_REAL", "Config", "load_config", "profile", "validate"]
+PROFILES = ("smoke", "demo", "paper")
+SEED_LIMIT = 2 ** 53        # train.seed * 1000 + step seeds a torch generator, which takes at most 2^63
+MAX_INPUT_SIDE = 1024       # data.height / data.width: the paper's 256x128 times 4 (the image cache is N x 3 x H x W)
+MAX_MODEL_WIDTH = 256       # model.width: the small backbone's last stage then has 2048 channels, as ResNet-50's
 
 
 @dataclass
@@ -168,6 +173,48 @@ TEXT_FORM: dict[str, Any] = {
 }
 
 
+class _ConfigLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses aliases (a few hundred bytes of them expand to millions of values) and
+    duplicate keys in a mapping (where the last would silently win)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, f"alias *{event.anchor}: aliases are not allowed in configs",
+                                              event.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+            except TypeError:                 # unhashable key: SafeLoader names it
+                break
+            if duplicate:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def load_yaml(text: str, where: str) -> Any:
+    """Parse config YAML (plain values only: no aliases, no duplicate keys); one line naming ``where`` otherwise."""
+    try:
+        return yaml.load(text, Loader=_ConfigLoader)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
+        mark = getattr(exc, "problem_mark", None)
+        line = f" (line {mark.line + 1})" if mark is not None else ""
+        raise LReIDError(f"{where} is not valid YAML: {problem[:200]}{line}") from None
+
+
+def _short(value: Any) -> str:
+    """``repr(value)``, cut to 80 characters for one-line errors."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def default_cache_root() -> Path:
     """Where the synthetic benchmark lives unless data.root says otherwise ($LREID_CACHE overrides)."""
     return Path(os.environ.get("LREID_CACHE", Path.home() / ".cache" / "lreid")) / "synthetic"
@@ -204,7 +251,7 @@ def profile(name: str) -> Config:
                               eval_batch=256),
             method=MethodConfig(sampler_milestones=[3]),
         )
-    raise LReIDError(f"unknown profile {name!r}; valid profiles: smoke, demo, paper")
+    raise LReIDError(f"unknown profile {_short(name)}; valid profiles: {', '.join(PROFILES)}")
 
 
 def _merge(obj: Any, updates: dict[str, Any], prefix: str) -> None:
@@ -220,20 +267,29 @@ def _merge(obj: Any, updates: dict[str, Any], prefix: str) -> None:
                 raise LReIDError(f"config key {path!r} must be a mapping, got {value!r}")
             _merge(current, value, path + ".")
         else:
-            setattr(obj, key, _coerce(path, current, value))
+            setattr(obj, key, _coerce(path, current, value, _item_type(names[key])))
 
 
-def _coerce(path: str, current: Any, value: Any) -> Any:
-    """Convert a YAML/CLI value to the type of the field's default; one-line error when impossible."""
+def _item_type(f: dataclasses.Field) -> Any:
+    """A prototype value of a ``list[...]`` field's items (``0`` for ``list[int]``), else None."""
+    match = re.fullmatch(r"list\[(int|float|str)\]", str(f.type))
+    return {"int": 0, "float": 0.0, "str": ""}[match.group(1)] if match else None
+
+
+def _coerce(path: str, current: Any, value: Any, item: Any = None) -> Any:
+    """Convert a YAML/CLI value to the type of the field's default (list items to ``item``'s type); one-line
+    error when impossible."""
     if isinstance(current, bool):
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
             return value.lower() in ("true", "1", "yes")
     elif isinstance(current, (int, float)) and not isinstance(value, bool):
+        if isinstance(current, int) and isinstance(value, int):
+            return value                     # exact, however large (validation names the limits)
         try:
             number = float(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             number = None
         if number is not None:
             if isinstance(current, int):
@@ -245,11 +301,11 @@ def _coerce(path: str, current: Any, value: Any) -> Any:
         if isinstance(value, str):
             value = [v for v in value.split(",") if v]
         if isinstance(value, list):
-            return [type(current[0])(v) if current else v for v in value]
+            return [_coerce(f"{path}[{i}]", item, v) if item is not None else v for i, v in enumerate(value)]
     elif isinstance(current, str):
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
-    raise LReIDError(f"config key {path!r} expects {type(current).__name__}, got {value!r}")
+    raise LReIDError(f"config key {path!r} expects {type(current).__name__}, got {_short(value)}")
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -261,9 +317,12 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         key, raw = item.split("=", 1)
         node = nested
         parts = key.strip().split(".")
-        for part in parts[:-1]:
+        for i, part in enumerate(parts[:-1]):
             node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(raw) if raw else ""
+            if not isinstance(node, dict):
+                raise LReIDError(f"override {item!r}: {'.'.join(parts[:i + 1])} is already set to a value, "
+                                 f"not a section")
+        node[parts[-1]] = load_yaml(raw, f"override {key.strip()!r}") if raw else ""
     return nested
 
 
@@ -282,10 +341,7 @@ def load_config(path: str | Path | None = None, profile_name: str | None = None,
         path = Path(path)
         if not path.is_file():
             raise LReIDError(f"config file not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise LReIDError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        data = load_yaml(read_text(path, "config file"), f"config file {path}") or {}
         if not isinstance(data, dict):
             raise LReIDError(f"config file {path} must hold a mapping at top level")
     name = profile_name or data.pop("profile", None) or "paper"
@@ -312,6 +368,8 @@ def config_from_dict(data: dict[str, Any]) -> Config:
 def validate(cfg: Config) -> None:
     """Reject values that would fail later or silently mean nothing (one line each)."""
     t, m, d = cfg.train, cfg.method, cfg.data
+    if cfg.profile not in PROFILES:
+        raise LReIDError(f"profile={_short(cfg.profile)} is not one of {', '.join(PROFILES)}")
     if m.name not in METHODS:
         raise LReIDError(f"unknown method {m.name!r}; valid methods: {', '.join(METHODS)}")
     if not d.order:
@@ -331,15 +389,15 @@ def validate(cfg: Config) -> None:
         raise LReIDError(f"train.dist_timeout must be a positive number of seconds, got {t.dist_timeout}")
     if m.k < 1:
         raise LReIDError(f"method.k (patches per image) must be >= 1, got {m.k}")
-    for name in ("tau", "gamma0", "gamma1", "gamma2", "gamma3", "cov_lambda", "cov_alpha", "cov_triplet",
-                 "spd_weight", "huber_delta"):
+    for name in ("tau", "gamma0", "gamma1", "gamma2", "gamma3", "cov_lambda", "cov_alpha", "cov_beta", "cov_triplet",
+                 "spd_weight", "huber_delta", "sampler_lr"):
         value = getattr(m, name)
         if not math.isfinite(value) or value < 0:
             raise LReIDError(f"method.{name} must be a finite non-negative number, got {value}")
     if not 0 <= t.label_smoothing < 1:
         raise LReIDError(f"train.label_smoothing must be in [0, 1), got {t.label_smoothing}")
-    if t.milestone_lag < 0 or m.sampler_lr < 0:
-        raise LReIDError("train.milestone_lag and method.sampler_lr must be >= 0")
+    if t.milestone_lag < 0:
+        raise LReIDError(f"train.milestone_lag must be >= 0, got {t.milestone_lag}")
     if m.tau == 0:
         raise LReIDError("method.tau must be > 0")
     if d.height < 16 or d.width < 8:
@@ -371,8 +429,13 @@ def validate(cfg: Config) -> None:
 
         if not torch.cuda.is_available():
             raise LReIDError(f"train.device={t.device!r} but no CUDA device is available")
-    if cfg.model.width < 4:
-        raise LReIDError(f"model.width must be >= 4, got {cfg.model.width}")
+    if not 4 <= cfg.model.width <= MAX_MODEL_WIDTH:
+        raise LReIDError(f"model.width must be in [4, {MAX_MODEL_WIDTH}], got {_short(cfg.model.width)}")
+    if max(d.height, d.width) > MAX_INPUT_SIDE:
+        raise LReIDError(f"input size {d.height}x{d.width} exceeds the limit of {MAX_INPUT_SIDE} pixels a side")
+    for key, seed in (("train.seed", t.seed), ("data.synth_seed", d.synth_seed)):
+        if not 0 <= seed <= SEED_LIMIT:
+            raise LReIDError(f"{key} must be in [0, 2^53 = {SEED_LIMIT}], got {_short(seed)}")
     _validate_relations(cfg)
     if cfg.model.pretrained not in ("", "synthetic") and not Path(cfg.model.pretrained).is_file():
         raise LReIDError(f"model.pretrained weights file not found: {cfg.model.pretrained}")

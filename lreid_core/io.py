@@ -6,7 +6,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import IO, Any, Callable
 
 from .errors import LReIDError
 
@@ -67,13 +67,53 @@ def check_output_dir(path: Path, what: str = "--out") -> None:
         raise LReIDError(f"{what} {path} is not writable ({probe}: {exc.strerror or exc})") from None
 
 
-def remove_stale_tmp(folder: Path) -> list[Path]:
-    """Delete the ``.<name>.XXXX.tmp`` files an interrupted ``atomic_write`` left in ``folder``; returns them."""
+def lock_file(path: Path, on_busy: Callable[[str], None]) -> IO[str]:
+    """Open ``path`` and take an exclusive POSIX record lock on it, held until the file is closed or this process
+    exits (a killed holder's lock is gone with it, and forked children never inherit it); the holder's pid is
+    written into the file. When another process holds it, ``on_busy(its pid)`` is called first: raise to refuse,
+    return to wait for it."""
+    try:
+        import fcntl
+    except ImportError:                      # not POSIX: no cross-process lock
+        fcntl = None
+    f = open(path, "a+")
+    if fcntl is not None:
+        try:
+            fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            try:
+                on_busy(holder)
+                fcntl.lockf(f, fcntl.LOCK_EX)
+            except BaseException:
+                f.close()
+                raise
+    f.seek(0)
+    f.truncate()
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    return f
+
+
+def remove_stale_tmp(folder: Path, names: tuple[str, ...]) -> list[Path]:
+    """Delete the ``.<name>.XXXX.tmp`` files an interrupted ``atomic_write`` of one of ``names`` left in
+    ``folder`` (nothing else: the folder may hold the user's own files); returns them."""
     folder = Path(folder)
-    stale = [p for p in folder.glob(".*.tmp") if p.is_file()] if folder.is_dir() else []
+    stale = [p for name in names for p in folder.glob(f".{name}.*.tmp") if p.is_file()] if folder.is_dir() else []
     for p in stale:
         p.unlink(missing_ok=True)
     return stale
+
+
+def read_text(path: Path, what: str) -> str:
+    """The UTF-8 text of ``path``; one line naming ``what`` and the file when it cannot be read or decoded."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise LReIDError(f"{what} {path} is not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise LReIDError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -87,7 +127,11 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 def atomic_torch_save(path: Path, obj: Any) -> None:
     import torch
 
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    def save(tmp: Path) -> None:
+        with open(tmp, "wb") as f:           # a file object: a full disk is an OSError naming ENOSPC, not a
+            torch.save(obj, f)               # RuntimeError from torch's own zip writer ("unexpected pos")
+
+    atomic_write(path, save)
 
 
 def safe_load(path: str | Path, what: str, map_location: Any = "cpu") -> Any:

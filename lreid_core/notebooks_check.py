@@ -74,6 +74,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="demo", help="smoke | demo (default) | paper")
     parser.add_argument("--out", default=None, help="folder for the executed copies (default: a temporary one)")
     args = parser.parse_args(argv)
+    if unmatched := [n for n in args.names if not notebook_paths([n])]:
+        valid = ", ".join(p.name for p in notebook_paths())
+        print(f"notebooks_check: error: no notebook name starts with {unmatched[0]!r}; notebooks: {valid}",
+              file=sys.stderr)
+        return 2
+    if args.profile not in ("smoke", "demo", "paper"):
+        print(f"notebooks_check: error: unknown profile {args.profile!r}; valid profiles: smoke, demo, paper",
+              file=sys.stderr)
+        return 2
     out = Path(args.out or tempfile.mkdtemp(prefix="lreid-notebooks-"))
     failed = False
     for path in notebook_paths(args.names):

@@ -47,9 +47,9 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .config import ORDERS
+from .config import ORDERS, load_yaml
 from .errors import LReIDError
-from .io import atomic_write, atomic_write_text
+from .io import atomic_write, atomic_write_text, read_text
 from .results import RunResult, flatten
 
 DDOF = 1   # sample standard deviation over seeds
@@ -89,10 +89,11 @@ def load_run(path: str | Path) -> LoadedRun:
     config: dict[str, Any] = {}
     cfg_path = path / "config.yaml"
     if cfg_path.is_file():
-        try:
-            config = flatten(yaml.safe_load(cfg_path.read_text()) or {})
-        except yaml.YAMLError:
-            raise LReIDError(f"unreadable config.yaml in {path}") from None
+        stored = load_yaml(read_text(cfg_path, "run config"), f"run config {cfg_path}") or {}
+        if not isinstance(stored, dict):
+            raise LReIDError(f"run config {cfg_path} does not hold a mapping (it holds a value of type "
+                             f"{type(stored).__name__})")
+        config = flatten(stored)
     return LoadedRun(path, result, config)
 
 
@@ -198,12 +199,13 @@ def _order_label(order: list[str]) -> str:
     for name, names in ORDERS.items():
         if list(order) == names:
             return name
-    label = "-".join(order)
+    label = _slug("-".join(order))     # domain names come from metrics.json: never a path separator or ".."
     return label if len(label) <= 60 else label[:50] + f"-{len(order)}domains"
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("_") or "row"
+    """A file-name part: runs of anything but letters, digits and ``_.=-`` become ``_``, and so do dot runs."""
+    return re.sub(r"[^A-Za-z0-9_.=-]+|\.{2,}", "_", text).strip("_.") or "row"
 
 
 def _sort_key(value: Any) -> tuple:
@@ -508,13 +510,44 @@ def _save_png(fig, path: Path) -> None:
 
 
 # ---- writing ------------------------------------------------------------------------------------------
+REPORT_TITLE = "# LReID report"
+
+
+def report_files(report: Report, figures: bool = True) -> list[Path]:
+    """The files (relative to the output folder) :func:`write_report` writes for ``report``."""
+    files = [Path("report.md")]
+    for g in report.groups:
+        files += [Path(f"table2_{g.label}.csv"), Path(f"forgetting_{g.label}.csv")]
+        if figures:
+            files += [Path("figures") / f"{g.label}_{what}.png" for what in ("evolution", "forgetting")]
+            files += [Path("figures") / f"{g.label}_matrix_{_slug(r.label)}.png" for r in g.rows]
+    return files
+
+
+def check_report_out(report: Report, out: Path, figures: bool, overwrite: bool) -> None:
+    """Refuse, before writing, to replace files in ``out`` that an earlier report did not write (one line
+    naming the first): a folder whose ``report.md`` is one of ours is refreshed, anything else needs
+    ``overwrite``."""
+    md = out / "report.md"
+    try:
+        ours = md.is_file() and md.read_text(encoding="utf-8").startswith(REPORT_TITLE)
+    except (OSError, UnicodeDecodeError):
+        ours = False
+    if overwrite or ours:
+        return
+    for name in report_files(report, figures):
+        if (out / name).exists() or (out / name).is_symlink():
+            raise LReIDError(f"{out / name} already exists and no earlier report wrote it; pass --overwrite to "
+                             f"replace it, or choose another --out")
+
+
 def write_report(report: Report, out: str | Path, figures: bool = True) -> Path:
     """Write CSVs, PNG figures and ``report.md`` (figures embedded by relative path) into ``out``.
 
     ``figures=False`` writes the tables only (quick; the Markdown then embeds no images).
     """
     out = Path(out)
-    md = ["# LReID report", "",
+    md = [REPORT_TITLE, "",
           f"{len(report.runs)} run director{'y' if len(report.runs) == 1 else 'ies'}, "
           f"{len(report.groups)} domain order{'s' if len(report.groups) != 1 else ''}. "
           "mAP and Rank-1 (R1) in %, after the last training step; a row with several runs (seeds) shows "

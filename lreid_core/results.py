@@ -101,6 +101,8 @@ class RunResult:
             data = json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             raise LReIDError(f"unreadable {path}: {str(exc).splitlines()[0]}") from None
+        except RecursionError:
+            raise LReIDError(f"unreadable {path}: nested too deeply to be a metrics file") from None
         check_metrics(data, path)
         data.pop("summary", None)
         return cls(**data)

@@ -26,7 +26,7 @@ from typing import Any, Callable
 import numpy as np
 import yaml
 
-from .config import Config, load_config
+from .config import Config, load_config, load_yaml
 from .errors import LReIDError
 from .io import atomic_write, atomic_write_text
 from .results import RunResult
@@ -55,7 +55,7 @@ def parse_values(values: str | list) -> list[tuple[str, Any]]:
     for t in tokens:
         if "/" in t or "\\" in t or t in (".", ".."):
             raise LReIDError(f"sweep value {t!r} cannot be part of a folder name")
-    return [(t, yaml.safe_load(t)) for t in tokens]
+    return [(t, load_yaml(t, f"sweep value {t!r}")) for t in tokens]
 
 
 def _set(nested: dict, key: str, value: Any) -> None:

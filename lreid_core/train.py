@@ -13,18 +13,21 @@ from tqdm.auto import tqdm
 from . import distributed
 from .config import Config, save_config
 from .data.augment import augment
-from .data.benchmark import Benchmark, TrainSet, check_test_split
+from .data.benchmark import Benchmark, TrainSet, check_test_split, check_train_split
 from .data.cache import load_images
 from .data.sampler import DistributedPKSampler
 from .errors import LReIDError
 from .evaluate import evaluate_testset
 from .checkpoints import check_checkpoint, check_resume_state
-from .io import atomic_torch_save, brief, remove_stale_tmp, safe_load
+from .io import atomic_torch_save, brief, lock_file, remove_stale_tmp, safe_load
 from .methods import Method, create_method
 from .progress import enabled as progress_enabled
 from .results import RunResult
 
 LOG_EVERY = 20   # iterations between loss read-outs (the only host syncs in the loop)
+# what a Trainer writes (per folder): an interrupted atomic write of one of these leaves a temp file to clear
+RUN_FILES = {"": ("config.yaml", "metrics.json", "matrix_mAP.csv", "matrix_R1.csv"),
+             "checkpoints": ("last.pt", "step*.pt")}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -104,10 +107,12 @@ class Trainer:
 
     ``fit()`` trains step by step; after every step it evaluates all seen-so-far domains and the unseen
     sets, saves the metrics and a checkpoint into ``run_dir`` (when given) and returns the ``RunResult``.
+    ``run_dir`` is owned by one process while it trains (a lock, ``run_dir/.lock``); ``new_run`` also refuses
+    a ``run_dir`` that holds a run once the lock is taken (another process may have started one there since).
     """
 
     def __init__(self, cfg: Config, method: str | Method, bench: Benchmark, run_dir: Path | None = None,
-                 progress: bool = True, tensorboard: bool = True):
+                 progress: bool = True, tensorboard: bool = True, new_run: bool = False):
         self.cfg, self.bench = cfg, bench
         self.device = distributed.rank_device(resolve_device(cfg.train.device))
         seed_everything(cfg.train.seed, cfg.train.deterministic)
@@ -115,6 +120,8 @@ class Trainer:
         distributed.seed_rank(cfg.train.seed)
         self.main = distributed.is_main()      # under torchrun only rank 0 writes files, bars and TensorBoard
         self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.new_run = new_run
+        self.lock = None                      # the open run_dir/.lock while this process owns the folder
         self.progress = progress and self.main and progress_enabled()
         self.result = RunResult(self.method.name, bench.order, [u.domain for u in bench.unseen])
         self.tensorboard = tensorboard and self.main
@@ -136,6 +143,7 @@ class Trainer:
         d, t = self.cfg.data, self.cfg.train
         rank, world = distributed.share()
         for ts in self.steps():
+            check_train_split(ts, t.k_imgs)
             load_images([r.path for r in ts.records], d.height, d.width, desc=f"decode {ts.domain}")
             DistributedPKSampler(ts.labels, t.p_ids, t.k_imgs, where=ts.domain, rank=rank, world_size=world)
         for ts in self.bench.seen + self.bench.unseen:
@@ -147,9 +155,23 @@ class Trainer:
         """Create the run directory with its resolved config and TensorBoard writer (after preload)."""
         if self.run_dir is None or not self.main:
             return
+        from .results import holds_run
+
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        for folder in (self.run_dir, self.run_dir / "checkpoints"):
-            remove_stale_tmp(folder)             # left by an interrupted atomic write
+
+        def busy(holder: str) -> None:
+            raise LReIDError(f"run directory {self.run_dir} is in use by another process (pid {holder}); wait for "
+                             f"it to finish, or choose another --out")
+
+        if self.lock is None:
+            self.lock = lock_file(self.run_dir / ".lock", busy)
+            if self.new_run and holds_run(self.run_dir):       # another process ran there since the CLI's check
+                self.lock.close()
+                self.lock = None
+                raise LReIDError(f"run directory already holds a run: {self.run_dir} (choose another --out, or "
+                                 f"--resume it)")
+        for sub, names in RUN_FILES.items():
+            remove_stale_tmp(self.run_dir / sub, names)     # left by an interrupted atomic write
         save_config(self.cfg, self.run_dir / "config.yaml")
         if self.tensorboard and self.writer is None:
             from torch.utils.tensorboard import SummaryWriter
@@ -186,6 +208,9 @@ class Trainer:
             self.result.save(self.run_dir)
         if self.writer is not None:
             self.writer.close()
+        if self.lock is not None:
+            self.lock.close()
+            self.lock = None
         return self.result
 
     def train_step(self, step: int, ts: TrainSet) -> None:
@@ -216,10 +241,7 @@ class Trainer:
         gen = torch.Generator(device=images.device).manual_seed(t.seed * 1000 + step + 1)
         first = 0
         if resume is not None:
-            opt.load_state_dict(resume["optimizer"])
-            sched.load_state_dict(resume["scheduler"])
-            sampler.load_state_dict(resume["sampler"])
-            gen.set_state(resume["generator"])
+            self.restore_step(resume, opt, sched, sampler, gen)
             first = resume["iter"]
         self.method.train(True)
         running: dict[str, torch.Tensor] = {}
@@ -257,6 +279,23 @@ class Trainer:
         self.carry = carry_optimizer_state(opt, named) if t.lr_schedule == "global" else {}
         distributed.average_buffers(modules)
         self.method.after_step(step)
+
+    def restore_step(self, ckpt: dict, opt, sched, sampler: DistributedPKSampler, gen: torch.Generator) -> None:
+        """Load a mid-step checkpoint's optimiser, scheduler, sampler and augmentation states; one line naming
+        the damaged one (checked first, as ``load_state_dict`` may apply part of a state before it fails)."""
+        path = self.run_dir / "checkpoints" / "last.pt" if self.run_dir is not None else "checkpoint"
+        groups = ckpt["optimizer"].get("param_groups")
+        if not isinstance(groups, list) or len(groups) != len(opt.param_groups) or any(
+                not isinstance(g, dict) or not isinstance(g.get("params"), list) or len(g["params"]) != len(o["params"])
+                for g, o in zip(groups, opt.param_groups)):
+            raise LReIDError(f"checkpoint {path}: damaged optimizer state (its parameter groups do not match "
+                             f"this {self.method.name} model)")
+        for key, load in (("optimizer", opt.load_state_dict), ("scheduler", sched.load_state_dict),
+                          ("sampler", sampler.load_state_dict), ("generator", gen.set_state)):
+            try:
+                load(ckpt[key])
+            except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
+                raise LReIDError(f"checkpoint {path}: damaged {key} state ({brief(exc)})") from None
 
     def check_finite(self, step: int, bad_at: torch.Tensor, running: dict[str, torch.Tensor]) -> None:
         """Stop on the first non-finite loss (one host sync, only at log/checkpoint time); nothing is saved after it."""
@@ -318,7 +357,17 @@ class Trainer:
                  "rng": torch.get_rng_state(),
                  "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                  "world_size": len(rngs), "rank_rng": rngs, **extra}
-        atomic_torch_save(self.run_dir / "checkpoints" / "last.pt", state)
+        self.write_checkpoint(self.run_dir / "checkpoints" / "last.pt", state)
+
+    def write_checkpoint(self, path: Path, state: dict) -> None:
+        """``atomic_torch_save``; a failed write (e.g. a full disk) names what survived: the previous
+        ``last.pt`` is untouched, as the write goes to a temp file first."""
+        last = self.run_dir / "checkpoints" / "last.pt"
+        kept = f"previous checkpoint kept: {last}" if last.is_file() else "no checkpoint written yet"
+        try:
+            atomic_torch_save(path, state)
+        except LReIDError as exc:
+            raise LReIDError(f"{exc}; training stopped, {kept}") from None
 
     def save(self, step: int) -> None:
         """End of a domain step: metrics files, ``stepN.pt`` (weights) and ``last.pt`` (resume point)."""
@@ -326,9 +375,9 @@ class Trainer:
             return
         if self.main:
             self.result.save(self.run_dir)
-            atomic_torch_save(self.run_dir / "checkpoints" / f"step{step + 1}.pt",
-                              {"step": step + 1, "method": self.method.name, "config": self.cfg.to_dict(),
-                               "state": self.method.state_dict()})
+            self.write_checkpoint(self.run_dir / "checkpoints" / f"step{step + 1}.pt",
+                                  {"step": step + 1, "method": self.method.name, "config": self.cfg.to_dict(),
+                                   "state": self.method.state_dict()})
         self.checkpoint({"step": step + 1, "iter": 0, "carry": self.carry})
 
     def resume(self) -> None:
@@ -350,15 +399,18 @@ class Trainer:
             raise LReIDError(f"checkpoint {path} does not fit this {self.method.name} model ({brief(exc)})") from None
         self.result = RunResult(**ckpt["result"])
         self.global_iter = ckpt["global_iter"]
-        if world > 1:
-            cpu_rng, cuda_rng = ckpt["rank_rng"][rank]
-            torch.set_rng_state(cpu_rng.cpu())
-            if cuda_rng is not None and self.device.type == "cuda":
-                torch.cuda.set_rng_state(cuda_rng.cpu(), self.device)
-        else:
-            torch.set_rng_state(ckpt["rng"].cpu())
-            if ckpt["cuda_rng"] is not None and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all([s.cpu() for s in ckpt["cuda_rng"]])
+        try:
+            if world > 1:
+                cpu_rng, cuda_rng = ckpt["rank_rng"][rank]
+                torch.set_rng_state(cpu_rng.cpu())
+                if cuda_rng is not None and self.device.type == "cuda":
+                    torch.cuda.set_rng_state(cuda_rng.cpu(), self.device)
+            else:
+                torch.set_rng_state(ckpt["rng"].cpu())
+                if ckpt.get("cuda_rng") is not None and torch.cuda.is_available():
+                    torch.cuda.set_rng_state_all([s.cpu() for s in ckpt["cuda_rng"]])
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
+            raise LReIDError(f"checkpoint {path}: damaged RNG state ({brief(exc)})") from None
         self.carry = ckpt.get("carry") or {}
         if ckpt["iter"] > 0:
             self.pending = ckpt

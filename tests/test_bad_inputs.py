@@ -602,7 +602,10 @@ def test_half_written_cache_is_regenerated(tmp_path):
     (query / names[0]).unlink()                                  # a lost file
     make_benchmark(tmp_path, **kw)
     assert sorted(p.name for p in query.iterdir()) == names
-    (tmp_path / "synth_a" / "synthetic.json").unlink()           # no manifest: never trusted
+    (tmp_path / "synth_a" / "synthetic.json").unlink()           # no manifest: not ours, never replaced
     (query / names[1]).write_bytes(b"")
-    make_benchmark(tmp_path, **kw)
+    with pytest.raises(LReIDError, match="is in the way"):
+        make_benchmark(tmp_path, **kw)
+    assert (query / names[1]).stat().st_size == 0
+    make_benchmark(tmp_path, overwrite=True, **kw)
     assert (query / names[1]).stat().st_size > 0 and (tmp_path / "synth_a" / "synthetic.json").is_file()

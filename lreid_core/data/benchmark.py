@@ -3,6 +3,7 @@ space, seen test sets (query/gallery of every seen domain) and unseen test sets.
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,18 @@ class Benchmark:
 
 
 INT64 = (-(2 ** 63), 2 ** 63 - 1)
+
+
+def check_train_split(ts: TrainSet, k: int) -> None:
+    """Every identity of a training set has >= 2 images when K >= 2 (a PK batch needs a positive); one line
+    naming the identity's original pid and its one file otherwise."""
+    if k < 2:
+        return
+    counts = Counter(ts.labels)
+    for record, label in zip(ts.records, ts.labels):
+        if counts[label] == 1:
+            raise LReIDError(f"identity {record.pid} of {record.domain} has 1 image ({record.path}); PK batches of "
+                             f"K={k} need >= 2 per identity (ids with 2..K-1 images are sampled with replacement)")
 
 
 def check_test_split(ts: TestSet) -> None:
@@ -85,6 +98,8 @@ def build_benchmark(cfg: Config) -> Benchmark:
     d = cfg.data
     root = Path(d.root).expanduser() if d.root else default_cache_root()
     order = resolve_order(d.order)
+    if root.exists() and not root.is_dir():
+        raise LReIDError(f"data root {root} is a file, not a folder")
     if d.synthetic:
         from .synthetic import benchmark_key, make_benchmark
 

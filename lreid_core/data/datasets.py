@@ -150,7 +150,11 @@ def _images(folder: Path) -> list[Path]:
     """Image files directly in ``folder``, sorted by name."""
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMG_EXTS and p.is_file())
+    try:
+        entries = list(folder.iterdir())
+    except OSError as exc:
+        raise LReIDError(f"folder {folder} cannot be read: {exc.strerror or exc}") from None
+    return sorted(p for p in entries if p.suffix.lower() in IMG_EXTS and p.is_file())
 
 
 def _matches(folder: Path, pattern: re.Pattern[str]) -> list[tuple[Path, re.Match[str]]]:

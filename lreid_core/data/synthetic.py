@@ -46,6 +46,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -56,7 +57,7 @@ from PIL import Image
 
 from lreid_core.catalog import DEFAULT_DOMAINS, DEFAULT_UNSEEN, DEMO_ORDER  # noqa: F401 (this module's names too)
 from lreid_core.errors import LReIDError
-from lreid_core.io import umask
+from lreid_core.io import lock_file, umask
 
 __all__ = [
     "ATTRIBUTES",
@@ -1159,18 +1160,31 @@ def domain_complete(folder: Path, params: Mapping[str, Any]) -> bool:
 
 @contextlib.contextmanager
 def _cache_lock(root: Path):
-    """Exclusive ``flock`` on ``root/.lock`` while a process writes into the cache (no-op without fcntl)."""
-    try:
-        import fcntl
-    except ImportError:                      # not POSIX: no cross-process lock
+    """Exclusive lock on ``root/.lock`` while a process writes into the cache (``io.lock_file``: released when
+    its holder exits, never held by forked render workers); a wait for another process says so on stderr."""
+    def wait(holder: str) -> None:
+        print(f"waiting for {root / '.lock'}: process {holder} is writing the synthetic benchmark there",
+              file=sys.stderr, flush=True)
+
+    with lock_file(root / ".lock", wait):
         yield
-        return
-    with open(root / ".lock", "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+
+
+def _check_not_users(root: Path, names: list[str]) -> None:
+    """Refuse to replace ``root/<domain>`` when it is not a synthetic domain this module wrote (a file, or a folder
+    without our ``synthetic.json``): it may be the user's own data."""
+    for name in names:
+        folder = root / name
+        if not (folder.exists() or folder.is_symlink()):
+            continue
         try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            meta = json.loads((folder / "synthetic.json").read_text())
+            ours = folder.is_dir() and not folder.is_symlink() and isinstance(meta, dict) and "params" in meta
+        except (OSError, ValueError):
+            ours = False
+        if not ours:
+            raise LReIDError(f"{folder} is in the way: not a synthetic domain written by lreid (no synthetic.json); "
+                             f"not replacing it (move it, or choose another folder)")
 
 
 def _finalize(root: Path, tmp: Path, style: DomainStyle, params: Mapping[str, Any]) -> None:
@@ -1280,6 +1294,8 @@ def make_benchmark(
     out = {style.name: root / style.name for style, _, _ in jobs}
     if not overwrite and all(domain_complete(root / s.name, p) for s, p, _ in jobs):
         return out                                         # fast path: no lock needed to reuse a whole cache
+    if not overwrite:
+        _check_not_users(root, [s.name for s, p, _ in jobs if not domain_complete(root / s.name, p)])
     with _cache_lock(root):
         # another process may have finished some domains while this one waited for the lock
         todo = [job for job in jobs if overwrite or not domain_complete(root / job[0].name, job[1])]

@@ -90,12 +90,15 @@ def _load_small(net: SmallResNet, file: Path, width: int, stride: int) -> None:
     """Load weights written by ``lreid pretrain`` (a dict with ``state_dict``, ``width``, ``stride``)."""
     if not file.is_file():
         raise LReIDError(f"small-backbone weights file not found: {file}")
-    try:
-        ckpt = torch.load(file, map_location="cpu", weights_only=True)
-        state, w, s = ckpt["state_dict"], ckpt["width"], ckpt["stride"]
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
-        raise LReIDError(f"could not read small-backbone weights {file} (written by lreid pretrain?): "
-                         f"{type(exc).__name__}") from None
+    ckpt = safe_load(file, "small-backbone weights file")
+    if not isinstance(ckpt, dict) or any(k not in ckpt for k in ("state_dict", "width", "stride")):
+        held = "a dict without state_dict, width, stride" if isinstance(ckpt, dict) else f"a {type(ckpt).__name__}"
+        raise LReIDError(f"small-backbone weights {file} are not a file written by lreid pretrain (it holds {held})")
+    state, w, s = ckpt["state_dict"], ckpt["width"], ckpt["stride"]
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise LReIDError(f"small-backbone weights {file}: state_dict is not a state dict (name -> tensor), it holds "
+                         f"a {type(state).__name__}")
     if (w, s) != (width, stride):
         raise LReIDError(f"weights {file} are for model.width={w}, model.small_stride={s}; "
                          f"the config has {width}, {stride}")
