@@ -66,17 +66,11 @@ TABLE_HEADER = "method,seed,"      # the first line of every table.csv a demo wr
 def check_demo_outputs(out: Path, methods: list[str], overwrite: bool) -> None:
     """Refuse, before work, to replace a ``table.csv`` or figure in ``out`` that no earlier demo wrote (its
     ``table.csv`` starts with :data:`TABLE_HEADER`) unless ``overwrite``; one line naming the file."""
-    table = out / "table.csv"
-    try:
-        ours = table.is_file() and table.read_text(encoding="utf-8").startswith(TABLE_HEADER)
-    except (OSError, UnicodeDecodeError):
-        ours = False
-    if overwrite or ours:
-        return
-    for name in ["table.csv", "demo_summary.png"] + [f"matrix_{m}.png" for m in methods]:
-        if (out / name).exists() or (out / name).is_symlink():
-            raise LReIDError(f"{out / name} already exists and no earlier demo wrote it; pass --overwrite to "
-                             f"replace it, or choose another --out")
+    from .io import refuse_foreign
+
+    if not overwrite:
+        refuse_foreign(out, "table.csv", TABLE_HEADER,
+                       ["table.csv", "demo_summary.png"] + [f"matrix_{m}.png" for m in methods], "demo")
 
 
 def write_table(runs: dict[int, list], out: Path) -> None:

@@ -106,6 +106,21 @@ def remove_stale_tmp(folder: Path, names: tuple[str, ...]) -> list[Path]:
     return stale
 
 
+def refuse_foreign(out: Path, marker: str, header: str, names: list, what: str) -> None:
+    """Refuse (one line naming the first) to replace any of ``names`` that exists in ``out`` unless ``out/marker``
+    starts with ``header``, i.e. an earlier ``what`` wrote the folder (callers skip this under ``--overwrite``)."""
+    try:
+        ours = (out / marker).is_file() and (out / marker).read_text(encoding="utf-8").startswith(header)
+    except (OSError, UnicodeDecodeError):
+        ours = False
+    if ours:
+        return
+    for name in names:
+        if (out / name).exists() or (out / name).is_symlink():
+            raise LReIDError(f"{out / name} already exists and no earlier {what} wrote it; pass --overwrite to "
+                             f"replace it, or choose another --out")
+
+
 def read_text(path: Path, what: str) -> str:
     """The UTF-8 text of ``path``; one line naming ``what`` and the file when it cannot be read or decoded."""
     try:

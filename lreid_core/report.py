@@ -49,7 +49,7 @@ import yaml
 
 from .config import ORDERS, load_yaml
 from .errors import LReIDError
-from .io import atomic_write, atomic_write_text, read_text
+from .io import atomic_write, atomic_write_text, read_text, refuse_foreign
 from .results import RunResult, flatten
 
 DDOF = 1   # sample standard deviation over seeds
@@ -528,17 +528,8 @@ def check_report_out(report: Report, out: Path, figures: bool, overwrite: bool) 
     """Refuse, before writing, to replace files in ``out`` that an earlier report did not write (one line
     naming the first): a folder whose ``report.md`` is one of ours is refreshed, anything else needs
     ``overwrite``."""
-    md = out / "report.md"
-    try:
-        ours = md.is_file() and md.read_text(encoding="utf-8").startswith(REPORT_TITLE)
-    except (OSError, UnicodeDecodeError):
-        ours = False
-    if overwrite or ours:
-        return
-    for name in report_files(report, figures):
-        if (out / name).exists() or (out / name).is_symlink():
-            raise LReIDError(f"{out / name} already exists and no earlier report wrote it; pass --overwrite to "
-                             f"replace it, or choose another --out")
+    if not overwrite:
+        refuse_foreign(out, "report.md", REPORT_TITLE, report_files(report, figures), "report")
 
 
 def write_report(report: Report, out: str | Path, figures: bool = True) -> Path:
