@@ -56,6 +56,8 @@ class ModelConfig:
     small_stride: int = 8               # small backbone only: stride before the last stage, 8 or 4 (one fewer
                                         # downsampling: a 16x8 map at 64x32 input with last_stride 1)
     neck: str = "per_step"              # per_step (official code: BN neck + FC per step) | shared (one neck)
+    stem_relu: bool = False             # resnet50/18 only: False (official code: conv1, bn1, max-pool, "no relu")
+                                        # | True (the standard torchvision stem with its ReLU, the text's ResNet-50)
 
 
 @dataclass
@@ -80,7 +82,8 @@ class TrainConfig:
     triplet_margin: float = 0.3
     label_smoothing: float = 0.1        # official code: CrossEntropyLabelSmooth, eps spread over the order's ids
     ce_classes: str = "current"         # current (official code: the step's own classes, local labels) | seen
-    amp: bool = True                    # bf16 autocast on CUDA (ignored on CPU)
+    amp: str = "fp16"                   # CUDA autocast (ignored on CPU): fp16 (official code: fp16 + loss scaling,
+                                        # torch.amp.GradScaler) | bf16 (no scaler) | off
     channels_last: bool = True          # channels_last memory format on CUDA
     compile: bool = False               # torch.compile the model (CUDA only)
     device: str = "auto"                # auto | cpu | cuda | cuda:N
@@ -154,6 +157,7 @@ TEXT_FORM: dict[str, Any] = {
     "data.id_sampling": "random",
     "data.unseen_eval": "per_domain",
     "model.neck": "shared",
+    "model.stem_relu": True,
     "train.lr_schedule": "per_step",
     "train.milestone_lag": 0,
     "train.label_smoothing": 0.0,
@@ -291,6 +295,7 @@ def load_config(path: str | Path | None = None, profile_name: str | None = None,
             raise LReIDError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
         if not isinstance(data, dict):
             raise LReIDError(f"config file {path} must hold a mapping at top level")
+    data, overrides = _upgrade_amp(data), _upgrade_amp(copy.deepcopy(overrides or {}))
     name = profile_name or data.pop("profile", None) or "paper"
     data.pop("profile", None)
     cfg = profile(str(name))
@@ -304,9 +309,31 @@ def load_config(path: str | Path | None = None, profile_name: str | None = None,
     return cfg
 
 
+def _upgrade_amp(data: dict[str, Any]) -> dict[str, Any]:
+    """``train.amp`` as the bool it once was (true: autocast on CUDA) -> true: the default, false: ``off``."""
+    train = data.get("train")
+    if isinstance(train, dict) and isinstance(train.get("amp"), bool):
+        train["amp"] = TrainConfig.amp if train["amp"] else "off"
+    return data
+
+
+def upgrade_stored(data: dict[str, Any]) -> dict[str, Any]:
+    """A stored config dict in today's keys, meaning what it meant when it was written (a copy).
+
+    ``train.amp`` was a bool (true: bf16 autocast on CUDA): true -> today's default, false -> ``off``. A stored
+    ``model`` section of a torchvision ResNet without ``stem_relu`` predates the switch and had the stem ReLU:
+    ``stem_relu: true`` (the small backbone ignores the switch: left at the default).
+    """
+    data = _upgrade_amp(copy.deepcopy(data))
+    model = data.get("model")
+    if isinstance(model, dict) and "stem_relu" not in model and model.get("backbone", "resnet50") != "small":
+        model["stem_relu"] = True
+    return data
+
+
 def config_from_dict(data: dict[str, Any]) -> Config:
-    """Rebuild a Config stored in a run directory or checkpoint."""
-    data = dict(data)
+    """Rebuild a Config stored in a run directory or checkpoint (older keys upgraded, ``upgrade_stored``)."""
+    data = upgrade_stored(data)
     cfg = profile(data.pop("profile", "paper"))
     _merge(cfg, data, "")
     return cfg
@@ -365,6 +392,7 @@ def validate(cfg: Config) -> None:
                "data.unseen_eval": (d.unseen_eval, ("merged", "per_domain")),
                "train.lr_schedule": (t.lr_schedule, ("global", "per_step")),
                "train.ce_classes": (t.ce_classes, ("current", "seen")),
+               "train.amp": (t.amp, ("fp16", "bf16", "off")),
                "form": (cfg.form, ("code", "text")),
                "method.cov_eval": (m.cov_eval, ("concat", "mean")),
                "data.synth_variant": (d.synth_variant, tuple(STYLE_VARIANTS)),

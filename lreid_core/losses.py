@@ -56,6 +56,15 @@ def kd_loss(logits: torch.Tensor, old_logits: torch.Tensor, tau: float = 2.0, ta
     return kl * tau * tau if tau2 else kl
 
 
+def kd_cross_entropy(kd: torch.Tensor, old_logits: torch.Tensor, tau: float = 2.0, tau2: bool = False,
+                     weight: float = 1.0) -> torch.Tensor:
+    """For logging only (detached): the value the official code's ``loss_fn_kd`` reports for a (weighted) KL term
+    ``kd`` = weight * ``kd_loss``: the cross-entropy against the teacher's softmax, KL + H(softmax(old / tau)),
+    times tau^2 with ``tau2``. The entropy does not depend on the student: the gradient is the KL's."""
+    entropy = confidence_loss(old_logits.detach().float() / tau)          # mean over rows, as kd_loss
+    return (kd.detach() + weight * (tau * tau if tau2 else 1.0) * entropy).detach()
+
+
 def confidence_loss(old_patch_logits: torch.Tensor) -> torch.Tensor:
     """L_conf of Eq. 8: mean entropy H(softmax(phi^o(p^o))) over all B*K sampled patches.
 

@@ -24,6 +24,8 @@ from .progress import enabled as progress_enabled
 from .results import RunResult
 
 LOG_EVERY = 20   # iterations between loss read-outs (the only host syncs in the loop)
+LOGGED = "logged/"   # prefix of ``Method.logged`` values in the running sums: written, never summed into the loss
+AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}   # train.amp -> CUDA autocast dtype
 
 
 def resolve_device(name: str) -> torch.device:
@@ -113,7 +115,9 @@ class Trainer:
         self.result = RunResult(self.method.name, bench.order, [u.domain for u in bench.unseen])
         self.tensorboard = tensorboard and self.main
         self.writer = None
-        self.amp = self.device.type == "cuda" and cfg.train.amp
+        self.amp = self.device.type == "cuda" and cfg.train.amp != "off"
+        # fp16 (the official code's mixed precision) needs loss scaling; disabled it passes everything through
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and cfg.train.amp == "fp16")
         self.global_iter = 0
         self.pending: dict | None = None      # a mid-step checkpoint to continue from (see resume())
         self.carry: dict[str, dict] = {}      # train.lr_schedule=global: optimiser state from the previous step
@@ -156,7 +160,7 @@ class Trainer:
         return cpu.to(target)
 
     def autocast(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
+        return torch.autocast("cuda", dtype=AMP_DTYPES[self.cfg.train.amp]) if self.amp else contextlib.nullcontext()
 
     # ---- training ----------------------------------------------------------------------------------
     def steps(self) -> list[TrainSet]:
@@ -230,12 +234,14 @@ class Trainer:
             loss = sum(terms.values())
             bad_at = torch.where((bad_at < 0) & ~torch.isfinite(loss.detach()), it + 1, bad_at)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            self.scaler.scale(loss).backward()
             distributed.average_gradients(params)
-            opt.step()
+            self.scaler.step(opt)
+            self.scaler.update()
             sched.step()
             self.global_iter += 1
-            for k, v in terms.items():
+            shown = {LOGGED + k: v for k, v in self.method.logged.items()}   # logged only, e.g. the code's KD value
+            for k, v in {**terms, **shown}.items():
                 running[k] = running.get(k, 0) + v.detach()
             if (it + 1) % LOG_EVERY == 0 or it + 1 == total:
                 first_bad, mean = distributed.reduce_terms(bad_at, running)
@@ -263,13 +269,15 @@ class Trainer:
                              f"training stopped, last good checkpoint: {last}")
 
     def log(self, step: int, it: int, running: dict[str, torch.Tensor], n: int, lr: float, bar) -> None:
-        """Write the averaged loss terms (one host sync per LOG_EVERY iterations) to the bar and TensorBoard."""
+        """Write the averaged loss terms (one host sync per LOG_EVERY iterations) to the bar and TensorBoard.
+
+        ``Method.logged`` values go to ``loss/<name>`` beside the terms and stay out of ``loss/total``."""
         values = {k: float(v) / n for k, v in running.items()}
-        total = sum(values.values())
+        total = sum(v for k, v in values.items() if not k.startswith(LOGGED))
         bar.set_postfix(loss=f"{total:.3f}", refresh=False)
         if self.writer is not None:
             for k, v in values.items():
-                self.writer.add_scalar(f"loss/{k}", v, self.global_iter)
+                self.writer.add_scalar(f"loss/{k.removeprefix(LOGGED)}", v, self.global_iter)
             self.writer.add_scalar("loss/total", total, self.global_iter)
             self.writer.add_scalar("lr", lr, self.global_iter)
 
@@ -311,7 +319,7 @@ class Trainer:
                  "result": dataclasses.asdict(self.result), "global_iter": self.global_iter,
                  "rng": torch.get_rng_state(),
                  "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                 "world_size": len(rngs), "rank_rng": rngs, **extra}
+                 "world_size": len(rngs), "rank_rng": rngs, "scaler": self.scaler.state_dict(), **extra}
         atomic_torch_save(self.run_dir / "checkpoints" / "last.pt", state)
 
     def save(self, step: int) -> None:
@@ -354,5 +362,7 @@ class Trainer:
             if ckpt["cuda_rng"] is not None and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all([s.cpu() for s in ckpt["cuda_rng"]])
         self.carry = ckpt.get("carry") or {}
+        if ckpt.get("scaler") and self.scaler.is_enabled():       # fp16 loss scale and its growth tracker
+            self.scaler.load_state_dict(ckpt["scaler"])
         if ckpt["iter"] > 0:
             self.pending = ckpt
