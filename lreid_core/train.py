@@ -51,29 +51,31 @@ def merge_domains(train: list[TrainSet]) -> TrainSet:
                     sum(t.num_classes for t in train))
 
 
-def lr_factor(cfg: Config, milestones: list[int], step: int, it: int, total_iters: int) -> float:
+def lr_factor(cfg: Config, milestones: list[int], step: int, it: int, total_iters: int,
+              decay: float | None = None) -> float:
     """Step-decay factor at iteration ``it`` of domain step ``step`` (``total_iters`` in the step).
 
     ``train.lr_schedule="global"`` (the official code): one clock over the whole order, the epochs trained so far,
     step * epochs + epoch, so every step after the first trains at lr_decay^2 in the paper profile; a joint step,
     which trains the whole order's epochs at once, reads the same clock (its own epoch), so all methods see the
     same rate at the same epoch. ``"per_step"``: the epoch within the step, a joint step's milestones at the same
-    fraction of its longer step. A milestone m decays the learning rate from epoch m + ``train.milestone_lag`` on.
+    fraction of its longer step. A milestone m decays the learning rate from epoch m + ``train.milestone_lag`` on,
+    by ``decay`` (a parameter group's own factor, e.g. AKA's graph: 0.5) or ``train.lr_decay``.
     """
     t = cfg.train
     if t.lr_schedule == "global":
         epoch = it // t.iters_per_epoch + step * t.epochs
     else:
         epoch = it * t.epochs // total_iters
-    return t.lr_decay ** sum(epoch >= m + t.milestone_lag for m in milestones)
+    return (t.lr_decay if decay is None else decay) ** sum(epoch >= m + t.milestone_lag for m in milestones)
 
 
 def build_optimizer(cfg: Config, groups: list, device: torch.device, total_iters: int, step: int = 0):
     """Adam with step decay (paper), or SGD + triangular cyclical LR (seed 2).
 
-    ``groups``: parameters, or parameter groups with their own ``lr`` and ``milestones`` (``Method.optim_groups``:
-    PatchKD's sampler has its own, as the official code's second optimiser; Adam is per-parameter, so one Adam
-    over two groups equals two Adams).
+    ``groups``: parameters, or parameter groups with their own ``lr``, ``milestones`` and optional ``decay``
+    (``Method.optim_groups``: PatchKD's sampler and AKA's graph have their own, as the official codes' second
+    optimisers; Adam is per-parameter, so one Adam over two groups equals two Adams).
     """
     t = cfg.train
     if groups and not isinstance(groups[0], dict):
@@ -86,7 +88,8 @@ def build_optimizer(cfg: Config, groups: list, device: torch.device, total_iters
         return opt, sched
     opt = torch.optim.Adam([{"params": g["params"], "lr": g["lr"]} for g in groups], lr=t.lr,
                            weight_decay=t.weight_decay, fused=device.type == "cuda")
-    lambdas = [lambda it, ms=g["milestones"]: lr_factor(cfg, ms, step, it, total_iters) for g in groups]
+    lambdas = [lambda it, ms=g["milestones"], d=g.get("decay"): lr_factor(cfg, ms, step, it, total_iters, d)
+               for g in groups]
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambdas)
 
 
