@@ -135,6 +135,21 @@ class MethodConfig:
     cov_triplet: float = 0.0            # weight of a batch-hard triplet on the current head's features (seed: none)
     # SPD baseline
     spd_weight: float = 3000.0
+    # AKA (Pu et al., CVPR 2021), defaults of its code TPCD/LifelongReID (train_test.py)
+    aka_vertices: int = 64              # knowledge-graph vertices (meta_graph_vertex_num)
+    aka_sigma: float = 2.0              # batch-to-vertex edge width (sigma)
+    aka_dropout: float = 0.6            # dropout on the graph convolution's input
+    aka_plasticity: float = 1.0         # weight of the plasticity loss (weight_t; margin train.triplet_margin)
+    aka_stability: float = 5e-4         # weight of the stability loss (weight_r)
+    aka_lr: float = 0.0                 # the graph's own Adam (new_module_learning_rate 3.5e-4); 0 -> train.lr
+    aka_milestones: list[int] = field(default_factory=lambda: [50, 100, 150, 200])   # global epochs (code)
+    aka_decay: float = 0.5              # the graph's lr factor at each milestone (new_module_gamma)
+    aka_teacher: str = "train"          # train (code: the old model's copy is left in train mode, every BN on
+                                        # batch statistics) | frozen (eval mode, the frozen old model of the text)
+    # CRL (Zhao et al., WACV 2021), no public code: see methods/crl.py
+    crl_k: int = 10                     # neighbourhood: the teacher's top-K old classes per image
+    crl_beta: float = 0.1               # consistency relaxation: margin beta * H(teacher over the neighbourhood)
+    crl_weight: float = 1.0             # weight of the relaxed neighbourhood distillation (lambda)
 
 
 @dataclass
@@ -170,6 +185,7 @@ TEXT_FORM: dict[str, Any] = {
     "method.div_offdiag": False,
     "method.relation_reduction": "set",
     "method.routing": "fig2",
+    "method.aka_teacher": "frozen",
 }
 
 
@@ -198,7 +214,9 @@ def profile(name: str) -> Config:
             # 4.15 -> 2.66 at lr); the final decay steadies the end point (README, demo benchmark)
             train=TrainConfig(epochs=6, iters_per_epoch=20, milestones=[27], lr=1e-3, p_ids=8, k_imgs=4,
                               eval_batch=512),
-            method=MethodConfig(sampler_milestones=[9, 10]),
+            # the second optimisers' global-epoch milestones at the paper's fractions of the order (75, 85 and
+            # 50, 100, 150, 200 of 250 epochs) of the demo's 30
+            method=MethodConfig(sampler_milestones=[9, 10], aka_milestones=[6, 12, 18, 24]),
         )
     if name == "smoke":
         return Config(
@@ -209,7 +227,7 @@ def profile(name: str) -> Config:
             model=ModelConfig(backbone="small", last_stride=1),
             train=TrainConfig(epochs=2, iters_per_epoch=4, milestones=[1], lr=1e-3, p_ids=4, k_imgs=4,
                               eval_batch=256),
-            method=MethodConfig(sampler_milestones=[3]),
+            method=MethodConfig(sampler_milestones=[3], aka_milestones=[2]),
         )
     raise LReIDError(f"unknown profile {name!r}; valid profiles: smoke, demo, paper")
 
@@ -365,7 +383,8 @@ def validate(cfg: Config) -> None:
     if m.k < 1:
         raise LReIDError(f"method.k (patches per image) must be >= 1, got {m.k}")
     for name in ("tau", "gamma0", "gamma1", "gamma2", "gamma3", "cov_lambda", "cov_alpha", "cov_triplet",
-                 "spd_weight", "huber_delta"):
+                 "spd_weight", "huber_delta", "aka_plasticity", "aka_stability", "aka_lr", "crl_beta",
+                 "crl_weight"):
         value = getattr(m, name)
         if not math.isfinite(value) or value < 0:
             raise LReIDError(f"method.{name} must be a finite non-negative number, got {value}")
@@ -395,6 +414,7 @@ def validate(cfg: Config) -> None:
                "train.amp": (t.amp, ("fp16", "bf16", "off")),
                "form": (cfg.form, ("code", "text")),
                "method.cov_eval": (m.cov_eval, ("concat", "mean")),
+               "method.aka_teacher": (m.aka_teacher, ("train", "frozen")),
                "data.synth_variant": (d.synth_variant, tuple(STYLE_VARIANTS)),
                "model.small_stride": (str(cfg.model.small_stride), ("8", "4"))}
     for key, (value, valid) in choices.items():
@@ -448,6 +468,13 @@ def _validate_relations(cfg: Config) -> None:
             raise LReIDError(f"data.cache_device={d.cache_device!r} but no CUDA device is available")
     if cfg.model.last_stride not in (1, 2):
         raise LReIDError(f"model.last_stride must be 1 or 2, got {cfg.model.last_stride}")
+    if m.aka_vertices < 1 or m.crl_k < 1:
+        raise LReIDError(f"method.aka_vertices and method.crl_k must be >= 1, got {m.aka_vertices}, {m.crl_k}")
+    if not (m.aka_sigma > 0 and 0 <= m.aka_dropout < 1 and 0 < m.aka_decay <= 1):
+        raise LReIDError(f"method.aka_sigma must be > 0, aka_dropout in [0, 1), aka_decay in (0, 1]; got "
+                         f"{m.aka_sigma}, {m.aka_dropout}, {m.aka_decay}")
+    if any(ms <= 0 for ms in m.aka_milestones):
+        raise LReIDError(f"method.aka_milestones must be positive epochs, got {m.aka_milestones}")
     if m.scorer_hidden < 0:
         raise LReIDError(f"method.scorer_hidden must be >= 0 (0: 2C), got {m.scorer_hidden}")
     order = resolve_order(d.order)

@@ -30,4 +30,4 @@ def create_method(name: str, cfg: Config, device: torch.device | str = "cpu") ->
     return _REGISTRY[name](cfg, torch.device(device))
 
 
-from . import finetune, spd, lwf, patchkd, covariance, joint  # noqa: E402,F401  (registration order = table row order)
+from . import finetune, spd, lwf, crl, aka, patchkd, covariance, joint  # noqa: E402,F401  (registration = table row order)
