@@ -24,8 +24,8 @@ L_conf and L_div point at the sampler):
 * L_PRD: the student side pools through detached masks, the teacher side p^o through the *live* masks, so
   L_PRD trains the backbone and the sampler [fig2: both sides detached -> backbone only].
 * The old model f^o is frozen: backbone in eval mode, its BN necks on batch statistics with their running
-  statistics untouched (``method.teacher_bn="batch"``) for both its image and its patch logits; it runs once
-  per iteration, as does the new model.
+  statistics untouched (``method.teacher_bn="batch"``; the code's ``set_bn_to_train`` also updates them, which
+  nothing reads) for both its image and its patch logits; it runs once per iteration, as does the new model.
 * The sampler and phi_p are training-only: ``embed`` is the base model's and never touches them (Remarks,
   Sec. 4.4). Both persist across domain steps; phi_p grows one class block (and, per step, one BN neck) per
   step like phi. The sampler has its own Adam group with its own milestones (the code's ``patchnet``).
