@@ -30,4 +30,5 @@ def create_method(name: str, cfg: Config, device: torch.device | str = "cpu") ->
     return _REGISTRY[name](cfg, torch.device(device))
 
 
-from . import finetune, spd, lwf, crl, aka, patchkd, covariance, joint  # noqa: E402,F401  (registration = table row order)
+# registration order = Table 2's row order
+from . import finetune, spd, lwf, crl, aka, patchkd, covariance, joint  # noqa: E402,F401
