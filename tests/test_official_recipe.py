@@ -226,8 +226,12 @@ def test_stem_without_relu_gives_bn1_bias_no_gradient_and_text_form_has_the_relu
     bias, weight = code.body[1].bias.grad, code.body[1].weight.grad
     # a per-channel shift passes the max-pool and layer1's first BNs remove it: only float noise is left
     assert bias.abs().max() < 1e-4 * weight.abs().max()
-    text = build_backbone("resnet50", stem_relu=True)
+    torch.manual_seed(0)
+    text = build_backbone("resnet50", stem_relu=True).train()
     assert isinstance(text.body[2], torch.nn.ReLU)
+    fmap = text(x)
+    (fmap * torch.randn_like(fmap)).sum().backward()
+    assert text.body[1].bias.grad.abs().max() > 1e-2 * text.body[1].weight.grad.abs().max()   # a real signal
     assert load_config(profile_name="paper", overrides={"form": "text"}).model.stem_relu is True
     assert load_config(profile_name="paper").model.stem_relu is False
 
