@@ -308,3 +308,23 @@ def test_checkpoint_carries_the_grad_scaler_state(tmp_path):
     assert not t.scaler.is_enabled()                           # CPU: no autocast, no scaling
     t.checkpoint({"step": 0, "iter": 0})
     assert "scaler" in torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)
+
+
+def test_trainer_writes_logged_values_beside_the_terms_and_out_of_the_total(tmp_path):
+    from tqdm import tqdm
+
+    from lreid_core.data.benchmark import build_benchmark
+    from lreid_core.train import LOGGED, Trainer
+
+    cfg = load_config(profile_name="smoke")
+    t = Trainer(cfg, "lwf", build_benchmark(cfg), None, progress=False, tensorboard=False)
+    written = {}
+
+    class Writer:
+        def add_scalar(self, key, value, step):
+            written[key] = value
+
+    t.writer = Writer()
+    running = {"ce": torch.tensor(4.0), "kd": torch.tensor(2.0), LOGGED + "kd_ce": torch.tensor(10.0)}
+    t.log(0, 1, running, 2, 0.1, tqdm(disable=True))
+    assert written["loss/kd_ce"] == 5.0 and written["loss/kd"] == 1.0 and written["loss/total"] == 3.0
