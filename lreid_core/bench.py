@@ -30,7 +30,7 @@ from .data.sampler import DistributedPKSampler
 from .losses import reid_loss
 from .methods import create_method, list_methods
 from .models.reid import ReIDModel
-from .train import build_optimizer, resolve_device
+from .train import AMP_DTYPES, build_optimizer, resolve_device
 
 
 def _sync(device: torch.device) -> None:
@@ -73,7 +73,7 @@ def plain_eager(cfg: Config, iters: int, warmup: int) -> float:
     opt = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
 
     def step() -> None:
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and t.amp):
+        with torch.autocast("cuda", dtype=AMP_DTYPES.get(t.amp), enabled=cuda and t.amp != "off"):
             out = model(x)
             loss = sum(reid_loss(out["logits"], out["feat"], y).values())
         opt.zero_grad(set_to_none=True)
@@ -117,7 +117,7 @@ def method_step(cfg: Config, name: str, iters: int, warmup: int, compile_model: 
         x = augment(images[idx], gen, share)
         if cuda and t.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and t.amp):
+        with torch.autocast("cuda", dtype=AMP_DTYPES.get(t.amp), enabled=cuda and t.amp != "off"):
             loss = sum(method.loss(x, labels[idx]).values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -196,7 +196,8 @@ def extraction(cfg: Config, n: int = 8192, batch: int = 512) -> float:
 
     def run() -> None:
         for s in range(0, len(images), batch):
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and cfg.train.amp):
+            amp = cfg.train.amp
+            with torch.autocast("cuda", dtype=AMP_DTYPES.get(amp), enabled=cuda and amp != "off"):
                 model.embed(normalize(images[s:s + batch]))
 
     return len(images) / _timed(run, 2 if cuda else 1, 1, device)

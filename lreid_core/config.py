@@ -58,6 +58,8 @@ class ModelConfig:
     small_stride: int = 8               # small backbone only: stride before the last stage, 8 or 4 (one fewer
                                         # downsampling: a 16x8 map at 64x32 input with last_stride 1)
     neck: str = "per_step"              # per_step (official code: BN neck + FC per step) | shared (one neck)
+    stem_relu: bool = False             # resnet50/18 only: False (official code: conv1, bn1, max-pool, "no relu")
+                                        # | True (the standard torchvision stem with its ReLU, the text's ResNet-50)
 
 
 @dataclass
@@ -84,7 +86,8 @@ class TrainConfig:
     triplet_margin: float = 0.3
     label_smoothing: float = 0.1        # official code: CrossEntropyLabelSmooth, eps spread over the order's ids
     ce_classes: str = "current"         # current (official code: the step's own classes, local labels) | seen
-    amp: bool = True                    # bf16 autocast on CUDA (ignored on CPU)
+    amp: str = "fp16"                   # CUDA autocast (ignored on CPU): fp16 (official code: fp16 + loss scaling,
+                                        # torch.amp.GradScaler) | bf16 (no scaler) | off
     channels_last: bool = True          # channels_last memory format (CUDA and CPU)
     compile: bool = False               # torch.compile the model (CUDA only)
     device: str = "auto"                # auto | cpu | cuda | cuda:N
@@ -136,6 +139,21 @@ class MethodConfig:
     cov_triplet: float = 0.0            # weight of a batch-hard triplet on the current head's features (seed: none)
     # SPD baseline
     spd_weight: float = 3000.0
+    # AKA (Pu et al., CVPR 2021), defaults of its code TPCD/LifelongReID (train_test.py)
+    aka_vertices: int = 64              # knowledge-graph vertices (meta_graph_vertex_num)
+    aka_sigma: float = 2.0              # batch-to-vertex edge width (sigma)
+    aka_dropout: float = 0.6            # dropout on the graph convolution's input
+    aka_plasticity: float = 1.0         # weight of the plasticity loss (weight_t; margin train.triplet_margin)
+    aka_stability: float = 5e-4         # weight of the stability loss (weight_r)
+    aka_lr: float = 0.0                 # the graph's own Adam (new_module_learning_rate 3.5e-4); 0 -> train.lr
+    aka_milestones: list[int] = field(default_factory=lambda: [50, 100, 150, 200])   # global epochs (code)
+    aka_decay: float = 0.5              # the graph's lr factor at each milestone (new_module_gamma)
+    aka_teacher: str = "train"          # train (code: the old model's copy is left in train mode, every BN on
+                                        # batch statistics) | frozen (eval mode, the frozen old model of the text)
+    # CRL (Zhao et al., WACV 2021), no public code: see methods/crl.py
+    crl_k: int = 10                     # neighbourhood: the teacher's top-K old classes per image
+    crl_beta: float = 0.1               # consistency relaxation: margin beta * H(teacher over the neighbourhood)
+    crl_weight: float = 1.0             # weight of the relaxed neighbourhood distillation (lambda)
 
 
 @dataclass
@@ -158,6 +176,7 @@ TEXT_FORM: dict[str, Any] = {
     "data.id_sampling": "random",
     "data.unseen_eval": "per_domain",
     "model.neck": "shared",
+    "model.stem_relu": True,
     "train.lr_schedule": "per_step",
     "train.milestone_lag": 0,
     "train.label_smoothing": 0.0,
@@ -170,6 +189,7 @@ TEXT_FORM: dict[str, Any] = {
     "method.div_offdiag": False,
     "method.relation_reduction": "set",
     "method.routing": "fig2",
+    "method.aka_teacher": "frozen",
 }
 
 
@@ -238,7 +258,9 @@ def profile(name: str) -> Config:
             # 4.15 -> 2.66 at lr); the final decay steadies the end point (README, demo benchmark)
             train=TrainConfig(epochs=6, iters_per_epoch=20, milestones=[27], lr=1e-3, p_ids=8, k_imgs=4,
                               eval_batch=64),
-            method=MethodConfig(sampler_milestones=[9, 10]),
+            # the second optimisers' global-epoch milestones at the paper's fractions of the order (75, 85 and
+            # 50, 100, 150, 200 of 250 epochs) of the demo's 30
+            method=MethodConfig(sampler_milestones=[9, 10], aka_milestones=[6, 12, 18, 24]),
         )
     if name == "smoke":
         return Config(
@@ -249,7 +271,7 @@ def profile(name: str) -> Config:
             model=ModelConfig(backbone="small", last_stride=1),
             train=TrainConfig(epochs=2, iters_per_epoch=4, milestones=[1], lr=1e-3, p_ids=4, k_imgs=4,
                               eval_batch=256),
-            method=MethodConfig(sampler_milestones=[3]),
+            method=MethodConfig(sampler_milestones=[3], aka_milestones=[2]),
         )
     raise LReIDError(f"unknown profile {_short(name)}; valid profiles: {', '.join(PROFILES)}")
 
@@ -344,6 +366,7 @@ def load_config(path: str | Path | None = None, profile_name: str | None = None,
         data = load_yaml(read_text(path, "config file"), f"config file {path}") or {}
         if not isinstance(data, dict):
             raise LReIDError(f"config file {path} must hold a mapping at top level")
+    data, overrides = _upgrade_amp(data), _upgrade_amp(copy.deepcopy(overrides or {}))
     name = profile_name or data.pop("profile", None) or "paper"
     data.pop("profile", None)
     cfg = profile(str(name))
@@ -357,9 +380,31 @@ def load_config(path: str | Path | None = None, profile_name: str | None = None,
     return cfg
 
 
+def _upgrade_amp(data: dict[str, Any]) -> dict[str, Any]:
+    """``train.amp`` as the bool it once was (true: autocast on CUDA) -> true: the default, false: ``off``."""
+    train = data.get("train")
+    if isinstance(train, dict) and isinstance(train.get("amp"), bool):
+        train["amp"] = TrainConfig.amp if train["amp"] else "off"
+    return data
+
+
+def upgrade_stored(data: dict[str, Any]) -> dict[str, Any]:
+    """A stored config dict in today's keys, meaning what it meant when it was written (a copy).
+
+    ``train.amp`` was a bool (true: bf16 autocast on CUDA): true -> today's default, false -> ``off``. A stored
+    ``model`` section of a torchvision ResNet without ``stem_relu`` predates the switch and had the stem ReLU:
+    ``stem_relu: true`` (the small backbone ignores the switch: left at the default).
+    """
+    data = _upgrade_amp(copy.deepcopy(data))
+    model = data.get("model")
+    if isinstance(model, dict) and "stem_relu" not in model and model.get("backbone", "resnet50") != "small":
+        model["stem_relu"] = True
+    return data
+
+
 def config_from_dict(data: dict[str, Any]) -> Config:
-    """Rebuild a Config stored in a run directory or checkpoint."""
-    data = dict(data)
+    """Rebuild a Config stored in a run directory or checkpoint (older keys upgraded, ``upgrade_stored``)."""
+    data = upgrade_stored(data)
     cfg = profile(data.pop("profile", "paper"))
     _merge(cfg, data, "")
     return cfg
@@ -390,7 +435,8 @@ def validate(cfg: Config) -> None:
     if m.k < 1:
         raise LReIDError(f"method.k (patches per image) must be >= 1, got {m.k}")
     for name in ("tau", "gamma0", "gamma1", "gamma2", "gamma3", "cov_lambda", "cov_alpha", "cov_beta", "cov_triplet",
-                 "spd_weight", "huber_delta", "sampler_lr"):
+                 "spd_weight", "huber_delta", "sampler_lr", "aka_plasticity", "aka_stability", "aka_lr", "crl_beta",
+                 "crl_weight"):
         value = getattr(m, name)
         if not math.isfinite(value) or value < 0:
             raise LReIDError(f"method.{name} must be a finite non-negative number, got {value}")
@@ -417,8 +463,10 @@ def validate(cfg: Config) -> None:
                "data.unseen_eval": (d.unseen_eval, ("merged", "per_domain")),
                "train.lr_schedule": (t.lr_schedule, ("global", "per_step")),
                "train.ce_classes": (t.ce_classes, ("current", "seen")),
+               "train.amp": (t.amp, ("fp16", "bf16", "off")),
                "form": (cfg.form, ("code", "text")),
                "method.cov_eval": (m.cov_eval, ("concat", "mean")),
+               "method.aka_teacher": (m.aka_teacher, ("train", "frozen")),
                "data.synth_variant": (d.synth_variant, SYNTH_VARIANTS),
                "model.small_stride": (str(cfg.model.small_stride), ("8", "4"))}
     for key, (value, valid) in choices.items():
@@ -477,6 +525,13 @@ def _validate_relations(cfg: Config) -> None:
             raise LReIDError(f"data.cache_device={d.cache_device!r} but no CUDA device is available")
     if cfg.model.last_stride not in (1, 2):
         raise LReIDError(f"model.last_stride must be 1 or 2, got {cfg.model.last_stride}")
+    if m.aka_vertices < 1 or m.crl_k < 1:
+        raise LReIDError(f"method.aka_vertices and method.crl_k must be >= 1, got {m.aka_vertices}, {m.crl_k}")
+    if not (m.aka_sigma > 0 and 0 <= m.aka_dropout < 1 and 0 < m.aka_decay <= 1):
+        raise LReIDError(f"method.aka_sigma must be > 0, aka_dropout in [0, 1), aka_decay in (0, 1]; got "
+                         f"{m.aka_sigma}, {m.aka_dropout}, {m.aka_decay}")
+    if any(ms <= 0 for ms in m.aka_milestones):
+        raise LReIDError(f"method.aka_milestones must be positive epochs, got {m.aka_milestones}")
     if m.scorer_hidden < 0:
         raise LReIDError(f"method.scorer_hidden must be >= 0 (0: 2C), got {m.scorer_hidden}")
     order = resolve_order(d.order)

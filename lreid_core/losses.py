@@ -56,6 +56,15 @@ def kd_loss(logits: torch.Tensor, old_logits: torch.Tensor, tau: float = 2.0, ta
     return kl * tau * tau if tau2 else kl
 
 
+def kd_cross_entropy(kd: torch.Tensor, old_logits: torch.Tensor, tau: float = 2.0, tau2: bool = False,
+                     weight: float = 1.0) -> torch.Tensor:
+    """For logging only (detached): the value the official code's ``loss_fn_kd`` reports for a (weighted) KL term
+    ``kd`` = weight * ``kd_loss``: the cross-entropy against the teacher's softmax, KL + H(softmax(old / tau)),
+    times tau^2 with ``tau2``. The entropy does not depend on the student: the gradient is the KL's."""
+    entropy = confidence_loss(old_logits.detach().float() / tau)          # mean over rows, as kd_loss
+    return (kd.detach() + weight * (tau * tau if tau2 else 1.0) * entropy).detach()
+
+
 def confidence_loss(old_patch_logits: torch.Tensor) -> torch.Tensor:
     """L_conf of Eq. 8: mean entropy H(softmax(phi^o(p^o))) over all B*K sampled patches.
 
@@ -179,3 +188,46 @@ def covariance_loss(pos: torch.Tensor, neg: torch.Tensor, lam: float = 1.0, alph
     if pos.shape[0] == 1:
         a = torch.full_like(pos[0], -lam * beta)
     return a.sum(dim=1).pow(2).sum()    # sum of A_b A_b^T without building the (B, D, D) tensor
+
+
+# ---- AKA (Pu et al., CVPR 2021; the official code TPCD/LifelongReID) -------------------------------------------
+def plasticity_loss(features: torch.Tensor, pids: torch.Tensor, margin: float = 0.3) -> torch.Tensor:
+    """AKA's plasticity loss (code: ``lreid/losses/loss.py::PlasticityLoss``, Euclidean, no L2 normalisation): the
+    batch-hard triplet of Eq. 1 on softplus-transformed distances, mean_i relu(s(d_ap) - s(d_an) + margin) with
+    s(d) = log(1 + exp(d)). s is increasing, so the hardest positive and negative are those of the plain triplet.
+    ``features``: AKA's fused features f + the graph's prototypes (B, C)."""
+    x = features.float()
+    dist = pairwise_distances(x[None])[0].clamp_min(1e-6)              # (B, B); the code clamps d^2 at 1e-12
+    soft = F.softplus(dist)
+    same = pids[:, None] == pids[None, :]
+    d_ap = soft.masked_fill(~same, float("-inf")).amax(dim=1)
+    d_an = soft.masked_fill(same, float("inf")).amin(dim=1)
+    return F.relu(d_ap - d_an + margin).mean()
+
+
+def stability_loss(vertices: torch.Tensor, old_vertices: torch.Tensor) -> torch.Tensor:
+    """AKA's stability loss (code: ``MetaGraph_fd.StabilityLoss``): mean over the N graph vertices of
+    || v_j / |v_j| - v^o_j / |v^o_j| ||^2, the new knowledge graph's vertices (N, C) against the previous step's."""
+    return (F.normalize(vertices.float(), dim=-1) - F.normalize(old_vertices.float().detach(), dim=-1)
+            ).pow(2).sum(-1).mean()
+
+
+# ---- CRL (Zhao et al., WACV 2021) ------------------------------------------------------------------------------
+def neighbour_kd_loss(logits: torch.Tensor, old_logits: torch.Tensor, k: int = 10, tau: float = 2.0,
+                      beta: float = 0.1) -> torch.Tensor:
+    """CRL's distillation with neighbourhood selection and consistency relaxation.
+
+    Neighbourhood selection: per image, the K old classes the teacher scores highest, S_i = top-K(old_logits_i);
+    p_i = softmax(old_logits_i[S_i] / tau), q_i = softmax(logits_i[S_i] / tau), both over S_i only (K classes
+    instead of every identity seen). Consistency relaxation: a sample is penalised only past a margin that grows
+    with the teacher's own uncertainty, mean_i max(0, KL(p_i || q_i) - beta * H(p_i)). ``logits``: the student's
+    logits over (at least) the teacher's classes, in the same order; K is capped at the number of old classes.
+    """
+    k = min(k, old_logits.shape[-1])
+    idx = old_logits.detach().topk(k, dim=-1).indices                   # (B, K)
+    log_p = F.log_softmax(old_logits.detach().float().gather(1, idx) / tau, dim=-1)
+    log_q = F.log_softmax(logits.float().gather(1, idx) / tau, dim=-1)
+    p = log_p.exp()
+    kl = (p * (log_p - log_q)).sum(-1)                                  # (B,)
+    entropy = -(p * log_p).sum(-1)
+    return F.relu(kl - beta * entropy).mean()

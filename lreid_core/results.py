@@ -187,10 +187,10 @@ def config_differences(stored: dict[str, Any], wanted: dict[str, Any],
     """
     import yaml
 
-    from .config import Config
+    from .config import Config, upgrade_stored
 
     a, b, default = (flatten(yaml.safe_load(yaml.safe_dump(c, sort_keys=True)) or {})
-                     for c in (stored, wanted, Config().to_dict()))
+                     for c in (upgrade_stored(stored), wanted, Config().to_dict()))
     for k in set(b) - set(a):
         if k in default:
             a[k] = default[k]

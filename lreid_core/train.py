@@ -28,6 +28,8 @@ LOG_EVERY = 20   # iterations between loss read-outs (the only host syncs in the
 # what a Trainer writes (per folder): an interrupted atomic write of one of these leaves a temp file to clear
 RUN_FILES = {"": ("config.yaml", "metrics.json", "matrix_mAP.csv", "matrix_R1.csv"),
              "checkpoints": ("last.pt", "step*.pt")}
+LOGGED = "logged/"   # prefix of ``Method.logged`` values in the running sums: written, never summed into the loss
+AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}   # train.amp -> CUDA autocast dtype
 
 
 def resolve_device(name: str) -> torch.device:
@@ -53,16 +55,18 @@ def merge_domains(train: list[TrainSet]) -> TrainSet:
                     sum(t.num_classes for t in train))
 
 
-def lr_factor(cfg: Config, milestones: list[int], step: int, it: int, total_iters: int, later: float = 1.0) -> float:
+def lr_factor(cfg: Config, milestones: list[int], step: int, it: int, total_iters: int, later: float = 1.0,
+              decay: float | None = None) -> float:
     """Step-decay factor at iteration ``it`` of domain step ``step`` (``total_iters`` in the step).
 
     ``train.lr_schedule="global"`` (the official code): one clock over the whole order, the epochs trained so far,
     step * epochs + epoch, so every step after the first trains at lr_decay^2 in the paper profile; a joint step,
     which trains the whole order's epochs at once, reads the same clock (its own epoch), so all methods see the
     same rate at the same epoch. ``"per_step"``: the epoch within the step, a joint step's milestones at the same
-    fraction of its longer step. A milestone m decays the learning rate from epoch m + ``train.milestone_lag`` on.
-    ``later`` (``train.later_lr`` for the groups on the model's clock) multiplies it from the second domain step on
-    (global clock: from epoch ``train.epochs``, a joint step included; per-step: steps after the first).
+    fraction of its longer step. A milestone m decays the learning rate from epoch m + ``train.milestone_lag`` on,
+    by ``decay`` (a parameter group's own factor, e.g. AKA's graph: 0.5) or ``train.lr_decay``. ``later``
+    (``train.later_lr`` for the groups on the model's clock) multiplies it from the second domain step on (global
+    clock: from epoch ``train.epochs``, a joint step included; per-step: steps after the first).
     """
     t = cfg.train
     if t.lr_schedule == "global":
@@ -71,15 +75,16 @@ def lr_factor(cfg: Config, milestones: list[int], step: int, it: int, total_iter
     else:
         epoch = it * t.epochs // total_iters
         after_first = step > 0
-    return t.lr_decay ** sum(epoch >= m + t.milestone_lag for m in milestones) * (later if after_first else 1.0)
+    rate = t.lr_decay if decay is None else decay
+    return rate ** sum(epoch >= m + t.milestone_lag for m in milestones) * (later if after_first else 1.0)
 
 
 def build_optimizer(cfg: Config, groups: list, device: torch.device, total_iters: int, step: int = 0):
     """Adam with step decay (paper), or SGD + triangular cyclical LR (seed 2).
 
-    ``groups``: parameters, or parameter groups with their own ``lr``, ``milestones`` and ``later_lr`` (absent: 1)
-    (``Method.optim_groups``: PatchKD's sampler has its own, as the official code's second optimiser; Adam is
-    per-parameter, so one Adam over two groups equals two Adams).
+    ``groups``: parameters, or parameter groups with their own ``lr``, ``milestones``, optional ``decay`` and
+    ``later_lr`` (absent: 1) (``Method.optim_groups``: PatchKD's sampler and AKA's graph have their own, as the
+    official codes' second optimisers; Adam is per-parameter, so one Adam over two groups equals two Adams).
     """
     t = cfg.train
     if groups and not isinstance(groups[0], dict):
@@ -92,7 +97,8 @@ def build_optimizer(cfg: Config, groups: list, device: torch.device, total_iters
         return opt, sched
     opt = torch.optim.Adam([{"params": g["params"], "lr": g["lr"]} for g in groups], lr=t.lr,
                            weight_decay=t.weight_decay, fused=device.type == "cuda")
-    lambdas = [lambda it, ms=g["milestones"], later=g.get("later_lr", 1.0): lr_factor(cfg, ms, step, it, total_iters, later)
+    lambdas = [lambda it, ms=g["milestones"], later=g.get("later_lr", 1.0), d=g.get("decay"):
+               lr_factor(cfg, ms, step, it, total_iters, later, d)
                for g in groups]
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambdas)
 
@@ -126,7 +132,9 @@ class Trainer:
         self.result = RunResult(self.method.name, bench.order, [u.domain for u in bench.unseen])
         self.tensorboard = tensorboard and self.main
         self.writer = None
-        self.amp = self.device.type == "cuda" and cfg.train.amp
+        self.amp = self.device.type == "cuda" and cfg.train.amp != "off"
+        # fp16 (the official code's mixed precision) needs loss scaling; disabled it passes everything through
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and cfg.train.amp == "fp16")
         self.global_iter = 0
         self.pending: dict | None = None      # a mid-step checkpoint to continue from (see resume())
         self.carry: dict[str, dict] = {}      # train.lr_schedule=global: optimiser state from the previous step
@@ -184,7 +192,7 @@ class Trainer:
         return cpu.to(target)
 
     def autocast(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
+        return torch.autocast("cuda", dtype=AMP_DTYPES[self.cfg.train.amp]) if self.amp else contextlib.nullcontext()
 
     # ---- training ----------------------------------------------------------------------------------
     def steps(self) -> list[TrainSet]:
@@ -258,12 +266,14 @@ class Trainer:
             loss = sum(terms.values())
             bad_at = torch.where((bad_at < 0) & ~torch.isfinite(loss.detach()), it + 1, bad_at)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            self.scaler.scale(loss).backward()
             distributed.average_gradients(params)
-            opt.step()
+            self.scaler.step(opt)
+            self.scaler.update()
             sched.step()
             self.global_iter += 1
-            for k, v in terms.items():
+            shown = {LOGGED + k: v for k, v in self.method.logged.items()}   # logged only, e.g. the code's KD value
+            for k, v in {**terms, **shown}.items():
                 running[k] = running.get(k, 0) + v.detach()
             if (it + 1) % LOG_EVERY == 0 or it + 1 == total:
                 first_bad, mean = distributed.reduce_terms(bad_at, running)
@@ -308,13 +318,15 @@ class Trainer:
                              f"training stopped, last good checkpoint: {last}")
 
     def log(self, step: int, it: int, running: dict[str, torch.Tensor], n: int, lr: float, bar) -> None:
-        """Write the averaged loss terms (one host sync per LOG_EVERY iterations) to the bar and TensorBoard."""
+        """Write the averaged loss terms (one host sync per LOG_EVERY iterations) to the bar and TensorBoard.
+
+        ``Method.logged`` values go to ``loss/<name>`` beside the terms and stay out of ``loss/total``."""
         values = {k: float(v) / n for k, v in running.items()}
-        total = sum(values.values())
+        total = sum(v for k, v in values.items() if not k.startswith(LOGGED))
         bar.set_postfix(loss=f"{total:.3f}", refresh=False)
         if self.writer is not None:
             for k, v in values.items():
-                self.writer.add_scalar(f"loss/{k}", v, self.global_iter)
+                self.writer.add_scalar(f"loss/{k.removeprefix(LOGGED)}", v, self.global_iter)
             self.writer.add_scalar("loss/total", total, self.global_iter)
             self.writer.add_scalar("lr", lr, self.global_iter)
 
@@ -356,7 +368,7 @@ class Trainer:
                  "result": dataclasses.asdict(self.result), "global_iter": self.global_iter,
                  "rng": torch.get_rng_state(),
                  "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                 "world_size": len(rngs), "rank_rng": rngs, **extra}
+                 "world_size": len(rngs), "rank_rng": rngs, "scaler": self.scaler.state_dict(), **extra}
         self.write_checkpoint(self.run_dir / "checkpoints" / "last.pt", state)
 
     def write_checkpoint(self, path: Path, state: dict) -> None:
@@ -412,5 +424,7 @@ class Trainer:
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
             raise LReIDError(f"checkpoint {path}: damaged RNG state ({brief(exc)})") from None
         self.carry = ckpt.get("carry") or {}
+        if ckpt.get("scaler") and self.scaler.is_enabled():       # fp16 loss scale and its growth tracker
+            self.scaler.load_state_dict(ckpt["scaler"])
         if ckpt["iter"] > 0:
             self.pending = ckpt

@@ -210,3 +210,121 @@ def test_identity_sampling_and_merged_unseen_benchmark():
     assert [r.pid for r in merged.query] == [0, 1] and [r.pid for r in merged.gallery] == [0, 2, 1]   # (a,0) (b,0) (a,1)
     paper = load_config(profile_name="paper")
     assert paper.data.unseen_eval == "merged" and paper.data.id_sampling == "first"
+
+
+# ---- the official code's stem, scorer, logged KD values and mixed precision (issue 23) ----------------------
+@pytest.mark.filterwarnings("ignore:no ImageNet weights")
+def test_stem_without_relu_gives_bn1_bias_no_gradient_and_text_form_has_the_relu():
+    from lreid_core.models.backbone import build_backbone
+
+    torch.manual_seed(0)
+    x = torch.randn(4, 3, 64, 32)
+    code = build_backbone("resnet50", stem_relu=False).train()
+    assert isinstance(code.body[2], torch.nn.Identity)
+    fmap = code(x)
+    (fmap * torch.randn_like(fmap)).sum().backward()
+    bias, weight = code.body[1].bias.grad, code.body[1].weight.grad
+    # a per-channel shift passes the max-pool and layer1's first BNs remove it: only float noise is left
+    assert bias.abs().max() < 1e-4 * weight.abs().max()
+    torch.manual_seed(0)
+    text = build_backbone("resnet50", stem_relu=True).train()
+    assert isinstance(text.body[2], torch.nn.ReLU)
+    fmap = text(x)
+    (fmap * torch.randn_like(fmap)).sum().backward()
+    assert text.body[1].bias.grad.abs().max() > 1e-2 * text.body[1].weight.grad.abs().max()   # a real signal
+    assert load_config(profile_name="paper", overrides={"form": "text"}).model.stem_relu is True
+    assert load_config(profile_name="paper").model.stem_relu is False
+
+
+def test_scorer_first_layer_has_a_bias_that_only_the_running_mean_sees():
+    from lreid_core.models.patch import PatchSampler
+
+    torch.manual_seed(0)
+    s = PatchSampler(8, k=3, hidden=6).train()
+    assert s.scorer[0].bias is not None
+    fmap = torch.randn(4, 8, 4, 2)
+    s(fmap).sum().backward()
+    assert s.scorer[0].bias.grad.abs().max() < 1e-5           # cancels in the BN's batch statistics
+    s.scorer[1].reset_running_stats()
+    with torch.no_grad():
+        s.scorer[0].bias.fill_(1.0)
+        s(fmap)
+    assert torch.all(s.scorer[1].running_mean > 0.05)          # momentum 0.1 x (mean + bias 1)
+    old = {k: v for k, v in s.state_dict().items() if k != "scorer.0.bias"}   # a state written without the bias
+    fresh = PatchSampler(8, k=3, hidden=6)
+    fresh.load_state_dict(old)
+    assert torch.equal(fresh.scorer[0].bias, torch.zeros(6))
+
+
+def test_logged_code_values_are_kl_plus_teacher_entropy_and_not_trained():
+    m = make()
+    x, y = batch()
+    torch.manual_seed(5)
+    terms = m.loss(x, y)
+    assert set(m.logged) == {"kd_ce", "pld_ce"}
+    assert all(not v.requires_grad for v in m.logged.values())
+    tau, g0, g2 = m.cfg.method.tau, m.cfg.method.gamma0, m.cfg.method.gamma2
+    old = m.teacher(x)["logits"]
+    p = torch.softmax(old / tau, -1)
+    entropy = -(p * p.log()).sum(-1).mean()
+    assert torch.allclose(m.logged["kd_ce"], terms["kd"].detach() + g0 * tau ** 2 * entropy, rtol=1e-4)
+    assert m.logged["pld_ce"] > terms["pld"].detach()
+    student = torch.randn(8, 2 * CLASSES, requires_grad=True)       # the CE's gradient is the KL's
+    from lreid_core.losses import kd_cross_entropy, kd_loss
+    kl = kd_loss(student, old, tau, True)
+    ce = -(torch.nn.functional.pad(p, (0, CLASSES)) * torch.log_softmax(student / tau, -1)).sum(-1).mean() * tau ** 2
+    assert torch.allclose(kd_cross_entropy(kl, old, tau, True), ce.detach(), rtol=1e-5)
+    g_kl, = torch.autograd.grad(kl, student)
+    g_ce, = torch.autograd.grad(ce, student)
+    assert torch.allclose(g_kl, g_ce, atol=1e-7)
+
+
+def test_amp_modes_and_old_bool_configs(tmp_path):
+    from lreid_core.config import config_from_dict
+    from lreid_core.results import config_differences
+
+    assert load_config(profile_name="paper").train.amp == "fp16"
+    assert load_config(profile_name="smoke", overrides={"train": {"amp": "bf16"}}).train.amp == "bf16"
+    assert load_config(profile_name="smoke", overrides={"train": {"amp": False}}).train.amp == "off"
+    path = tmp_path / "old.yaml"
+    path.write_text("train:\n  amp: true\n")
+    assert load_config(path, profile_name="smoke").train.amp == "fp16"
+    with pytest.raises(Exception, match="train.amp"):
+        load_config(profile_name="smoke", overrides={"train": {"amp": "fp8"}})
+    stored = load_config(profile_name="paper").to_dict()
+    stored["train"]["amp"] = True                              # a run folder written before the switch
+    del stored["model"]["stem_relu"]
+    cfg = config_from_dict(stored)
+    assert cfg.train.amp == "fp16" and cfg.model.stem_relu is True   # resnet50 then had the stem ReLU
+    assert not config_differences(stored, cfg.to_dict())
+
+
+def test_checkpoint_carries_the_grad_scaler_state(tmp_path):
+    from lreid_core.data.benchmark import build_benchmark
+    from lreid_core.train import Trainer
+
+    cfg = load_config(profile_name="smoke")
+    t = Trainer(cfg, "lwf", build_benchmark(cfg), tmp_path, progress=False, tensorboard=False)
+    assert not t.scaler.is_enabled()                           # CPU: no autocast, no scaling
+    t.checkpoint({"step": 0, "iter": 0})
+    assert "scaler" in torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)
+
+
+def test_trainer_writes_logged_values_beside_the_terms_and_out_of_the_total(tmp_path):
+    from tqdm import tqdm
+
+    from lreid_core.data.benchmark import build_benchmark
+    from lreid_core.train import LOGGED, Trainer
+
+    cfg = load_config(profile_name="smoke")
+    t = Trainer(cfg, "lwf", build_benchmark(cfg), None, progress=False, tensorboard=False)
+    written = {}
+
+    class Writer:
+        def add_scalar(self, key, value, step):
+            written[key] = value
+
+    t.writer = Writer()
+    running = {"ce": torch.tensor(4.0), "kd": torch.tensor(2.0), LOGGED + "kd_ce": torch.tensor(10.0)}
+    t.log(0, 1, running, 2, 0.1, tqdm(disable=True))
+    assert written["loss/kd_ce"] == 5.0 and written["loss/kd"] == 1.0 and written["loss/total"] == 3.0

@@ -30,6 +30,7 @@ class Method:
         self.old: nn.Module | None = None       # frozen teacher f^o (distillation methods)
         self.extra = nn.ModuleDict()            # method-specific trainable modules (sampler, patch head, ...)
         self.label_space = 0                    # identities of the whole order (the Trainer sets it; 0: unknown)
+        self.logged: dict[str, torch.Tensor] = {}   # detached values of the last loss() the Trainer logs, never sums
 
     def build_model(self) -> nn.Module:
         return ReIDModel(self.cfg.model)

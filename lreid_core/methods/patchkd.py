@@ -24,8 +24,8 @@ L_conf and L_div point at the sampler):
 * L_PRD: the student side pools through detached masks, the teacher side p^o through the *live* masks, so
   L_PRD trains the backbone and the sampler [fig2: both sides detached -> backbone only].
 * The old model f^o is frozen: backbone in eval mode, its BN necks on batch statistics with their running
-  statistics untouched (``method.teacher_bn="batch"``) for both its image and its patch logits; it runs once
-  per iteration, as does the new model.
+  statistics untouched (``method.teacher_bn="batch"``; the code's ``set_bn_to_train`` also updates them, which
+  nothing reads) for both its image and its patch logits; it runs once per iteration, as does the new model.
 * The sampler and phi_p are training-only: ``embed`` is the base model's and never touches them (Remarks,
   Sec. 4.4). Both persist across domain steps; phi_p grows one class block (and, per step, one BN neck) per
   step like phi. The sampler has its own Adam group with its own milestones (the code's ``patchnet``).
@@ -62,6 +62,9 @@ switch                          paper text                       official code  
                                 (``seen``)                       labels (``current``)
 ``model.neck``                  one classifier (``shared``)      BN + FC per step, retrieval on the    code
                                                                  latest step's BN (``per_step``)
+``model.stem_relu``             ResNet-50 (torchvision: conv1,   conv1, bn1, max-pool ("no relu";      code
+                                bn1, ReLU, max-pool; ``True``)   resnet50/18; the small CPU net keeps  (False)
+                                                                 its ReLU)
 ``data.id_sampling``            "randomly sample 500 ids"        the first 500 ids in sorted order     code
                                 (``random``)                     (``first``)
 ``data.unseen_eval``            average over the unseen sets     all unseen sets merged into one       code
@@ -71,7 +74,10 @@ switch                          paper text                       official code  
 
 Where the paper is silent and the code decides (no text form): the sampler's own Adam (``method.sampler_lr``,
 0 = ``train.lr``) with milestones 75/85 on the global epoch (``method.sampler_milestones``); the scorer's
-Gumbel-softmax at temperature 1; L_conf weight 1.
+Gumbel-softmax at temperature 1; L_conf weight 1; the scorer's first layer with a bias (``PatchSampler``);
+fp16 autocast with loss scaling on a GPU (``train.amp=fp16``; ``bf16`` / ``off`` on request).
+Logged only (never trained): ``kd_ce`` and ``pld_ce``, the code's ``loss_fn_kd`` values of L_KD and L_PLD
+(cross-entropy against the teacher's softmax = the KL + the teacher's entropy; ``losses.kd_cross_entropy``).
 
 Ablations of Tables 3/4 and other switches (``cfg.method``):
 
@@ -224,11 +230,16 @@ class PatchKD(LwF):
     def loss(self, x: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         out = self.model(x)                                                     # one pass of f
         terms = self.reid_terms(out, labels)
+        self.logged = {}
         if self.old is None:                                                    # first step: L_ReID only
             return terms
+        m = self.cfg.method
         old = self.teacher(x)                                                   # one pass of f^o
-        terms["kd"] = self.cfg.method.gamma0 * self.distill(out["logits"], old["logits"])
-        terms.update(self.patch_terms(out["fmap"], old["fmap"])[0])
+        terms["kd"] = m.gamma0 * self.distill(out["logits"], old["logits"])
+        patch, parts = self.patch_terms(out["fmap"], old["fmap"])
+        terms.update(patch)
+        self.logged = {"kd_ce": self.code_kd_value(terms["kd"], old["logits"], m.gamma0),       # logged only
+                       "pld_ce": self.code_kd_value(terms["pld"], parts["old_patch_logits"], m.gamma2)}
         return terms
 
     @torch.no_grad()

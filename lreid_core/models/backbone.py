@@ -47,14 +47,22 @@ class SmallResNet(nn.Module):
 
 
 class TorchvisionTrunk(nn.Module):
-    """A torchvision ResNet without avgpool/fc; layer4's first block gets ``last_stride``."""
+    """A torchvision ResNet without avgpool/fc; layer4's first block gets ``last_stride``.
 
-    def __init__(self, net: nn.Module, last_stride: int):
+    ``stem_relu=False`` (``model.stem_relu``, the official code's form: PatchKD's and LifelongReID's
+    ``lwf_net.py`` comment the stem ReLU out, "no relu"): conv1, bn1, max-pool. bn1's bias then has no effect on
+    anything trained: a per-channel shift passes the max-pool and is removed by layer1's first BNs (1x1 conv and
+    downsample in a Bottleneck; not so in resnet18, whose first block adds its input back). ``True``: the standard
+    torchvision stem, conv1, bn1, ReLU, max-pool (the paper's text, "ResNet-50").
+    """
+
+    def __init__(self, net: nn.Module, last_stride: int, stem_relu: bool = False):
         super().__init__()
         block = net.layer4[0]
         for conv in (getattr(block, "conv2", None) if hasattr(block, "conv3") else block.conv1, block.downsample[0]):
             conv.stride = (last_stride, last_stride)
-        self.body = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4)
+        act = net.relu if stem_relu else nn.Identity()        # an Identity keeps the state-dict keys of both forms
+        self.body = nn.Sequential(net.conv1, net.bn1, act, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4)
         self.out_channels = net.fc.in_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -109,9 +117,11 @@ def _load_small(net: SmallResNet, file: Path, width: int, stride: int) -> None:
 
 
 def build_backbone(name: str, pretrained: str = "", last_stride: int = 1, width: int = 16,
-                   small_stride: int = 8) -> nn.Module:
+                   small_stride: int = 8, stem_relu: bool = False) -> nn.Module:
     """``resnet50`` (paper), ``resnet18`` or ``small`` (of stage width ``width``, ``small_stride`` before the last
-    stage); the module has ``out_channels``."""
+    stage); the module has ``out_channels``. ``stem_relu`` applies to the torchvision ResNets only (see
+    ``TorchvisionTrunk``); the small CPU backbone is this project's own net, not the official code's, and keeps
+    its stem ReLU (its shipped ``synthetic`` weights were trained with it)."""
     if name == "small":
         net = SmallResNet(last_stride, width, small_stride)
         if pretrained:
@@ -122,4 +132,4 @@ def build_backbone(name: str, pretrained: str = "", last_stride: int = 1, width:
         raise LReIDError(f"unknown backbone {name!r}; valid: resnet50, resnet18, small")
     net = builders[name](weights=None)
     _load_imagenet(net, pretrained, name)
-    return TorchvisionTrunk(net, last_stride)
+    return TorchvisionTrunk(net, last_stride, stem_relu)

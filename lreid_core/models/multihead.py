@@ -78,7 +78,8 @@ class MultiHeadReID(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.trunk = build_backbone(cfg.backbone, cfg.pretrained, cfg.last_stride, cfg.width, cfg.small_stride)
+        self.trunk = build_backbone(cfg.backbone, cfg.pretrained, cfg.last_stride, cfg.width, cfg.small_stride,
+                                    cfg.stem_relu)
         self.n = self.trunk.out_channels             # n of the seed (2048 for ResNet-50)
         self.heads = nn.ModuleList()
 

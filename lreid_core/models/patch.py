@@ -37,14 +37,24 @@ class PatchSampler(nn.Module):
         if self.branches not in (1, k):
             raise ValueError(f"branches must be 1 or k={k}, got {self.branches}")
         hidden = hidden or 2 * in_channels
-        # a 1x1 conv C -> hidden, BN, ReLU, 1x1 conv hidden -> branches, written as an MLP over the h*w cells
-        # (the same function; Linear + BatchNorm1d on (B*h*w, C) costs less host time than cuDNN 1x1 convs)
+        # the official code's 1x1 conv C -> hidden (with bias), BatchNorm2d, ReLU, 1x1 conv hidden -> branches,
+        # written as an MLP over the h*w cells: the same function, parameters and initialisation (a 1x1 conv's fan-in
+        # is C, as a Linear's), BatchNorm1d on (B*h*w, hidden) has BatchNorm2d's statistics, and it costs less host
+        # time than cuDNN 1x1 convs. The first bias cancels in the BN's batch statistics (no gradient) but enters
+        # its running mean, which eval mode (``inspect``) reads.
         self.scorer = nn.Sequential(
-            nn.Linear(in_channels, hidden, bias=False),
+            nn.Linear(in_channels, hidden),
             nn.BatchNorm1d(hidden),
             nn.ReLU(inplace=True),
             nn.Linear(hidden, self.branches),
         )
+
+    def _load_from_state_dict(self, state: dict, prefix: str, *args) -> None:
+        """States written before the first layer had its bias load with a zero bias: the same function."""
+        key = prefix + "scorer.0.bias"
+        if prefix + "scorer.0.weight" in state and key not in state:
+            state[key] = torch.zeros_like(self.scorer[0].bias)
+        super()._load_from_state_dict(state, prefix, *args)
 
     def forward(self, fmap: torch.Tensor) -> torch.Tensor:
         """Score logits s of Eq. 4: (B, C, h, w) -> (B, branches, h*w)."""

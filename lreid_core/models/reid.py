@@ -19,7 +19,8 @@ class ReIDModel(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.backbone = build_backbone(cfg.backbone, cfg.pretrained, cfg.last_stride, cfg.width, cfg.small_stride)
+        self.backbone = build_backbone(cfg.backbone, cfg.pretrained, cfg.last_stride, cfg.width, cfg.small_stride,
+                                       cfg.stem_relu)
         self.feat_dim = self.backbone.out_channels
         self.head = BNNeckHead(self.feat_dim, per_step=cfg.neck == "per_step")
 
