@@ -183,14 +183,16 @@ def config_differences(stored: dict[str, Any], wanted: dict[str, Any],
     """Dotted keys whose values differ between two config dicts (after a YAML round trip), minus ``ignore``.
 
     A key missing from ``stored`` (a setting added after that run was written) matches when ``wanted`` holds the
-    setting's default: a new setting's default keeps the behaviour the older run had.
+    setting's default in the stored run's profile: a new setting's default keeps the behaviour the older run had.
     """
     import yaml
 
-    from .config import Config, upgrade_stored
+    from .config import PROFILES, Config, profile, upgrade_stored
 
+    name = stored.get("profile") if isinstance(stored, dict) else None
+    base = profile(name) if name in PROFILES else Config()
     a, b, default = (flatten(yaml.safe_load(yaml.safe_dump(c, sort_keys=True)) or {})
-                     for c in (upgrade_stored(stored), wanted, Config().to_dict()))
+                     for c in (upgrade_stored(stored), wanted, base.to_dict()))
     for k in set(b) - set(a):
         if k in default:
             a[k] = default[k]

@@ -97,3 +97,17 @@ def test_study_command_trains_tabulates_and_resumes(tmp_path, capsys):
     assert main(args[:-1] + ["--table-only", "--quiet"]) == 0 and "reused" not in capsys.readouterr().out
     assert main(["study", "regime", "--profile", "smoke", "--synth-seeds", "0", "--out", str(out)]) == 2
     assert "reported generator seed" in capsys.readouterr().err
+
+
+def test_a_setting_added_later_matches_its_profiles_default():
+    """A run stored before a setting existed stays reusable when the request holds the default of the stored
+    run's profile (the demo's own aka_milestones, not the dataclass's), and not when it holds another value."""
+    from lreid_core.results import config_differences
+
+    cfg = profile("demo")
+    stored = cfg.to_dict()
+    del stored["method"]["aka_milestones"]
+    assert cfg.method.aka_milestones != profile("paper").method.aka_milestones
+    assert config_differences(stored, cfg.to_dict()) == []
+    cfg.method.aka_milestones = [1]
+    assert config_differences(stored, cfg.to_dict()) == ["method.aka_milestones"]
