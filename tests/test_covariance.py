@@ -196,7 +196,7 @@ def test_smoke_run_and_checkpoint_round_trip(smoke, tmp_path):
     x = torch.randn(4, 3, cfg.data.height, cfg.data.width)
     fresh.train(False), trained.train(False)
     for task, variant in ((None, ""), (0, "task_aware"), (1, "task_aware")):
-        assert torch.allclose(fresh.embed(x, task, variant), trained.embed(x, task, variant))
+        assert torch.allclose(fresh.embed(x, task, variant), trained.embed(x, task, variant), atol=1e-5)  # channels_last
 
 
 def test_seed_two_phase_sgd_clr_path(smoke):
