@@ -278,7 +278,7 @@ def cmd_pretrain(args) -> None:
 
 def cmd_bench(args) -> None:
     if args.what == "eval":
-        from .evaluate import bench_rank_metrics, format_bench
+        from .bench import bench_rank_metrics, format_bench
 
         print(format_bench(bench_rank_metrics()))
     else:

@@ -4,11 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from lreid_core.bench import bench_rank_metrics, format_bench
 from lreid_core.errors import LReIDError
 from lreid_core.evaluate import (
-    bench_rank_metrics,
     euclidean_distmat,
-    format_bench,
     rank_metrics,
     rank_metrics_loop,
 )
