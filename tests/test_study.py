@@ -111,3 +111,16 @@ def test_a_setting_added_later_matches_its_profiles_default():
     assert config_differences(stored, cfg.to_dict()) == []
     cfg.method.aka_milestones = [1]
     assert config_differences(stored, cfg.to_dict()) == ["method.aka_milestones"]
+
+
+def test_every_method_puts_its_model_on_the_later_lr_clock():
+    """``train.later_lr`` reaches every registered method's model parameters (the regime axis means the same for
+    all); only second optimisers (PatchKD's sampler, AKA's graph) keep their own schedules."""
+    from lreid_core.methods import create_method, list_methods
+
+    for name in list_methods():
+        cfg = load_config(profile_name="smoke", overrides={"method": {"name": name}, "train": {"later_lr": 0.2}})
+        m = create_method(name, cfg)
+        m.before_step(0, 4)
+        on_clock = {id(p) for g in m.optim_groups() if g.get("later_lr") == 0.2 for p in g["params"]}
+        assert all(id(p) in on_clock for p in m.model.parameters() if p.requires_grad), name

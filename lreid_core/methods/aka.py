@@ -74,7 +74,7 @@ class AKA(LwF):
         t, m = self.cfg.train, self.cfg.method
         own = {id(p) for p in self.graph.parameters()}
         return [{"params": [p for p in self.parameters() if id(p) not in own], "lr": t.lr,
-                 "milestones": list(t.milestones)},
+                 "milestones": list(t.milestones), "later_lr": t.later_lr},
                 {"params": list(self.graph.parameters()), "lr": m.aka_lr or t.lr,
                  "milestones": list(m.aka_milestones), "decay": m.aka_decay}]
 
