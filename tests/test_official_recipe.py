@@ -263,7 +263,7 @@ def test_logged_code_values_are_kl_plus_teacher_entropy_and_not_trained():
     terms = m.loss(x, y)
     assert set(m.logged) == {"kd_ce", "pld_ce"}
     assert all(not v.requires_grad for v in m.logged.values())
-    tau, g0, g2 = m.cfg.method.tau, m.cfg.method.gamma0, m.cfg.method.gamma2
+    tau, g0 = m.cfg.method.tau, m.cfg.method.gamma0
     old = m.teacher(x)["logits"]
     p = torch.softmax(old / tau, -1)
     entropy = -(p * p.log()).sum(-1).mean()
