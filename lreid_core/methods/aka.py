@@ -71,12 +71,8 @@ class AKA(LwF):
 
     def optim_groups(self) -> list[dict]:
         """The model (the code's ``tasknet`` optimiser) and the graph (its ``metagraph`` optimiser)."""
-        t, m = self.cfg.train, self.cfg.method
-        own = {id(p) for p in self.graph.parameters()}
-        return [{"params": [p for p in self.parameters() if id(p) not in own], "lr": t.lr,
-                 "milestones": list(t.milestones), "later_lr": t.later_lr},
-                {"params": list(self.graph.parameters()), "lr": m.aka_lr or t.lr,
-                 "milestones": list(m.aka_milestones), "decay": m.aka_decay}]
+        m = self.cfg.method
+        return self.with_second_optimiser(self.graph, m.aka_lr or self.cfg.train.lr, m.aka_milestones, m.aka_decay)
 
     def teacher(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """f^o(x) without gradients: ``method.aka_teacher="train"`` every BN on batch statistics (running statistics

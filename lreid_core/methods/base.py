@@ -52,6 +52,15 @@ class Method:
         t = self.cfg.train
         return [{"params": self.parameters(), "lr": t.lr, "milestones": list(t.milestones), "later_lr": t.later_lr}]
 
+    def with_second_optimiser(self, module: nn.Module, lr: float, milestones: list[int],
+                              decay: float | None = None) -> list[dict]:
+        """The model's group of ``optim_groups`` without ``module``'s parameters, and a group of their own (``lr``,
+        ``milestones``, ``decay``; no ``later_lr``): an official code's second optimiser, on its own schedule."""
+        own = {id(p) for p in module.parameters()}
+        main = Method.optim_groups(self)[0]
+        main["params"] = [p for p in main["params"] if id(p) not in own]
+        return [main, {"params": list(module.parameters()), "lr": lr, "milestones": list(milestones), "decay": decay}]
+
     def reid_terms(self, out: dict[str, torch.Tensor], labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """L_ReID (Eq. 1) of the model's output ``out`` for global ``labels``.
 

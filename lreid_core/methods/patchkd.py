@@ -147,12 +147,8 @@ class PatchKD(LwF):
         """The model and phi_p (the code's ``tasknet`` optimiser) and the sampler (its ``patchnet`` optimiser)."""
         if self.sampler is None:
             return super().optim_groups()
-        t, m = self.cfg.train, self.cfg.method
-        own = {id(p) for p in self.sampler.parameters()}
-        return [{"params": [p for p in self.parameters() if id(p) not in own], "lr": t.lr,
-                 "milestones": list(t.milestones), "later_lr": t.later_lr},
-                {"params": list(self.sampler.parameters()), "lr": m.sampler_lr or t.lr,
-                 "milestones": list(m.sampler_milestones)}]
+        m = self.cfg.method
+        return self.with_second_optimiser(self.sampler, m.sampler_lr or self.cfg.train.lr, m.sampler_milestones)
 
     # ---- patches -----------------------------------------------------------------------------------
     def select(self, fmap: torch.Tensor, gumbel: bool = True, tau: float = 1.0,
