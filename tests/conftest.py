@@ -11,3 +11,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory):
+    """Two tiny synthetic domains in Market layout, one copy per test module, for tests that damage data (they
+    copy it first or damage it knowingly)."""
+    from lreid_core.data.synthetic import make_benchmark
+
+    root = tmp_path_factory.mktemp("bad-data")
+    make_benchmark(root, domains=["synth_a", "synth_b"], ids_per_domain=6, test_ids_per_domain=4, images_per_id=4,
+                   progress=False)
+    return root

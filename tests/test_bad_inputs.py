@@ -24,15 +24,6 @@ from lreid_core.train import Trainer
 SMOKE = ["train.epochs=1", "train.iters_per_epoch=2", "train.milestones=[1]"]
 
 
-@pytest.fixture(scope="module")
-def synth_root(tmp_path_factory):
-    """A private copy of two tiny synthetic domains that tests may damage."""
-    root = tmp_path_factory.mktemp("bad-data")
-    make_benchmark(root, domains=["synth_a", "synth_b"], ids_per_domain=6, test_ids_per_domain=4, images_per_id=4,
-                   progress=False)
-    return root
-
-
 def _fresh(synth_root, tmp_path, name="data"):
     copy = tmp_path / name
     shutil.copytree(synth_root, copy)

@@ -30,15 +30,6 @@ ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS":
 
 
 @pytest.fixture(scope="module")
-def synth_root(tmp_path_factory):
-    """Two tiny synthetic domains in Market layout, copied by the tests that damage them."""
-    root = tmp_path_factory.mktemp("bad-data-2")
-    make_benchmark(root, domains=["synth_a", "synth_b"], ids_per_domain=6, test_ids_per_domain=4, images_per_id=4,
-                   progress=False)
-    return root
-
-
-@pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     """A finished tiny finetune run (2 steps)."""
     cfg = load_config(profile_name="smoke", overrides=parse_overrides(SMOKE + ["method.name=finetune"]))
