@@ -318,16 +318,13 @@ def cmd_study(args) -> None:
     """``lreid study regime``: the regime grid on the validation generator seeds, its table, figure and choice."""
     from .config import load_config, parse_overrides
     from .io import check_output_dir
-    from .study import choose, format_rows, parse_regimes, rows, run_study, write_outputs
+    from .study import choose, format_rows, parse_numbers, parse_regimes, rows, run_study, write_outputs
 
     cfg = load_config(profile_name=args.profile, overrides=parse_overrides(args.set))
     regimes = parse_regimes(args.iters, args.later_lr, args.p_ids)
     for regime in regimes:                      # every regime must validate before anything runs
         regime.apply(cfg)
-    try:
-        seeds = [int(s) for s in args.synth_seeds.split(",") if s.strip()]
-    except ValueError:
-        raise LReIDError(f"--synth-seeds needs a comma list of integers, got {args.synth_seeds!r}") from None
+    seeds = parse_numbers(args.synth_seeds, int, "--synth-seeds")
     if cfg.data.synth_seed in seeds:
         raise LReIDError(f"--synth-seeds: {cfg.data.synth_seed} is the reported generator seed (data.synth_seed); "
                          "the regime is chosen on validation seeds only")

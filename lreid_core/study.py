@@ -65,7 +65,8 @@ class Regime:
         return cfg
 
 
-def _numbers(text: str, kind: type, flag: str) -> list:
+def parse_numbers(text: str, kind: type, flag: str) -> list:
+    """A flag's comma list as distinct ``kind`` values; one line naming the flag otherwise."""
     try:
         values = [kind(v) for v in text.split(",") if v.strip()]
     except ValueError:
@@ -77,8 +78,8 @@ def _numbers(text: str, kind: type, flag: str) -> list:
 
 def parse_regimes(iters: str, later_lr: str, p_ids: str) -> list[Regime]:
     """The grid of the three comma lists, cheapest first; at equal cost the higher later-step rate first."""
-    grid = itertools.product(_numbers(iters, int, "--iters"), _numbers(later_lr, float, "--later-lr"),
-                             _numbers(p_ids, int, "--p-ids"))
+    grid = itertools.product(parse_numbers(iters, int, "--iters"), parse_numbers(later_lr, float, "--later-lr"),
+                             parse_numbers(p_ids, int, "--p-ids"))
     return sorted((Regime(*g) for g in grid), key=lambda r: (r.cost, -r.later_lr))
 
 
