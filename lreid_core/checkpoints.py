@@ -57,6 +57,12 @@ def check_resume_state(ckpt: dict[str, Any], path: Path) -> None:
                 raise bad(key)
 
 
+def step_paths(run_dir: str | Path) -> list[Path]:
+    """The step checkpoints ``run_dir/checkpoints/step<N>.pt`` of a Trainer run, in step order."""
+    files = [f for f in Path(run_dir, "checkpoints").glob("step*.pt") if f.stem[4:].isdigit()]
+    return sorted(files, key=lambda f: int(f.stem[4:]))
+
+
 def load_checkpoint(path: str | Path, cfg: Config | None = None) -> Method:
     """A method restored from a Trainer checkpoint (eval mode, on the CPU); one-line ``LReIDError`` for a file
     that is hostile, damaged, not a checkpoint, or of another method than ``cfg``."""

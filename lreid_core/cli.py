@@ -314,6 +314,28 @@ def cmd_sweep(args) -> None:
     print(f"sweep of {args.key} over {len(cells)} values: {csv_path}, {png_path}")
 
 
+def cmd_sampler_study(args) -> None:
+    """``lreid study sampler``: PatchKD's sampler against the person masks, per routing x gamma3 and step."""
+    from .config import load_config, parse_overrides
+    from .io import check_output_dir
+    from .sampler_study import format_rows, rows, run_sampler_study, write_outputs
+    from .study import parse_numbers
+
+    cfg = load_config(profile_name=args.profile, overrides=parse_overrides(args.set))
+    routings = [r for r in args.routing.split(",") if r]
+    gamma3s = parse_numbers(args.gamma3, float, "--gamma3")
+    out = Path(args.out)
+    check_output_dir(out)
+    print(f"lreid study sampler: profile {cfg.profile}, routing {', '.join(routings)} x gamma3 "
+          f"{', '.join(f'{g:g}' for g in gamma3s)}", flush=True)
+    found = run_sampler_study(cfg, routings, gamma3s, out, progress=not args.quiet,
+                              log=lambda line: print(line, flush=True))
+    csv_path, png = write_outputs(found, out)
+    print("\n" + format_rows(rows(found)))
+    print(f"\n(argmax choices over every query image of the order's domains; on person = at least half the cell "
+          f"on the person mask; lift = on person / random cell)\ntable: {csv_path}; figure: {png}")
+
+
 def cmd_study(args) -> None:
     """``lreid study regime``: the regime grid on the validation generator seeds, its table, figure and choice."""
     from .config import load_config, parse_overrides
@@ -410,19 +432,28 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--out", default=None, help="sweep folder (default runs/sweep-<key>); cells are OUT/<key>=<value>")
     sw.set_defaults(func=cmd_sweep)
 
-    st = sub.add_parser("study", help="regime study: iterations x later-step lr x batch on validation seeds")
-    st.add_argument("what", choices=["regime"])
-    st.add_argument("--profile", default="demo", help="smoke | demo (default)")
-    st.add_argument("--synth-seeds", default="1,2", help="validation generator seeds (default 1,2; never the reported)")
-    st.add_argument("--iters", default="120,480", help="iterations per domain step (multiples of train.epochs)")
-    st.add_argument("--later-lr", default="1,0.2,0.05", help="lr factor of steps after the first (train.later_lr)")
-    st.add_argument("--p-ids", default="8,16", help="identities per batch (train.p_ids)")
-    st.add_argument("--methods", default="", help="comma list (default: finetune,lwf,patchkd,joint)")
-    st.add_argument("--out", default="runs/study", help="study folder (default runs/study); resumable")
-    st.add_argument("--table-only", action="store_true", help="train nothing: tabulate the finished runs")
-    st.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
-    st.add_argument("--quiet", action="store_true", help="no progress bars")
-    st.set_defaults(func=cmd_study)
+    st = sub.add_parser("study", help="studies on validation seeds: the regime grid; where PatchKD's sampler looks")
+    studies = st.add_subparsers(dest="what", required=True, metavar="{regime,sampler}")
+    sr = studies.add_parser("regime", help="iterations x later-step lr x batch on validation generator seeds")
+    sr.add_argument("--profile", default="demo", help="smoke | demo (default)")
+    sr.add_argument("--synth-seeds", default="1,2", help="validation generator seeds (default 1,2; never the reported)")
+    sr.add_argument("--iters", default="120,480", help="iterations per domain step (multiples of train.epochs)")
+    sr.add_argument("--later-lr", default="1,0.2,0.05", help="lr factor of steps after the first (train.later_lr)")
+    sr.add_argument("--p-ids", default="8,16", help="identities per batch (train.p_ids)")
+    sr.add_argument("--methods", default="", help="comma list (default: finetune,lwf,patchkd,joint)")
+    sr.add_argument("--out", default="runs/study", help="study folder (default runs/study); resumable")
+    sr.add_argument("--table-only", action="store_true", help="train nothing: tabulate the finished runs")
+    sr.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
+    sr.add_argument("--quiet", action="store_true", help="no progress bars")
+    sr.set_defaults(func=cmd_study)
+    ss = studies.add_parser("sampler", help="share of PatchKD's sampled cells on the person, per routing x gamma3")
+    ss.add_argument("--profile", default="demo", help="smoke | demo (default)")
+    ss.add_argument("--routing", default="code,fig2", help="method.routing values (default code,fig2)")
+    ss.add_argument("--gamma3", default="100,0", help="method.gamma3 values (default 100,0)")
+    ss.add_argument("--out", default="runs/sampler", help="study folder (default runs/sampler); resumable")
+    ss.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
+    ss.add_argument("--quiet", action="store_true", help="no progress bars")
+    ss.set_defaults(func=cmd_sampler_study)
     return p
 
 

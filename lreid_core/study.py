@@ -131,13 +131,12 @@ def ring_share(run_dir: Path, cfg: Config, bench) -> list[float]:
     """Per sampler branch, the share of (query image, seen domain) choices on the feature grid's outer ring
     after the last step (argmax, no Gumbel noise), over every query image of every seen domain. The ring holds
     2(h + w) - 4 of the h x w cells (34 % of a 16 x 8 grid): a uniform choice lands there that often."""
-    from .checkpoints import load_checkpoint
+    from .checkpoints import load_checkpoint, step_paths
     from .data.augment import normalize
     from .data.cache import load_images
     from .models.patch import mask_cells
 
-    ckpts = sorted((run_dir / "checkpoints").glob("step*.pt"), key=lambda p: int(p.stem[4:]))
-    method = load_checkpoint(ckpts[-1], with_method(cfg, "patchkd"))
+    method = load_checkpoint(step_paths(run_dir)[-1], with_method(cfg, "patchkd"))
     if cfg.train.channels_last:
         method.model.to(memory_format=torch.channels_last)
     on_ring, total = 0, 0

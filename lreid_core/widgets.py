@@ -6,7 +6,6 @@ rendered figure and array (``last_figure``, ``last_array``) so notebooks can ass
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import ipywidgets as widgets
@@ -17,7 +16,7 @@ from IPython.display import clear_output, display
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .checkpoints import load_checkpoint
+from .checkpoints import load_checkpoint, step_paths
 from .config import Config
 from .data.augment import normalize
 from .data.benchmark import Benchmark
@@ -29,9 +28,7 @@ from .viz import branch_colors, overlay_array, score_maps
 
 def step_checkpoints(run_dir: str | Path) -> dict[str, Path]:
     """``{"after step N": path}`` for the step checkpoints of a Trainer run directory, in step order."""
-    files = Path(run_dir, "checkpoints").glob("step*.pt")
-    numbered = sorted((int(re.findall(r"\d+", f.stem)[0]), f) for f in files)
-    return {f"after step {n}": f for n, f in numbered}
+    return {f"after step {int(f.stem[4:])}": f for f in step_paths(run_dir)}
 
 
 class PatchExplorer:

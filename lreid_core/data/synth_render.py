@@ -200,6 +200,7 @@ class _Canvas:
 
     def __init__(self, img, cx, top_y, ph, rot, shear, flip, rng, jitter, aspect=1.0):
         self.img, self.rng, self.jitter = img, rng, jitter
+        self.person = np.zeros(img.shape[:2], bool)    # every pixel a body part or accessory was painted on
         self.cx, self.top_y, self.ph, self.shear, self.flip = cx, top_y, ph, shear, flip
         self.cos, self.sin = float(np.cos(rot)), float(np.sin(rot))
         h, w = img.shape[:2]
@@ -249,6 +250,7 @@ class _Canvas:
              hw: float = 0.0) -> None:
         if w is None or mask is None:
             return
+        self.person[w.sy, w.sx] |= mask
         sub = self.img[w.sy, w.sx]
         c1 = np.asarray(c1, np.float32)
         textured = pattern != "plain" and c2 is not None
@@ -362,6 +364,16 @@ def render_person(
     :func:`sample_identity` to render the identity's default look); ``camera`` comes from
     :func:`make_camera`; ``rng`` drives the per-image jitter (pose, position, occlusion, noise).
     """
+    return render_person_with_mask(attrs, style, camera, rng, height, width)[0]
+
+
+def render_person_with_mask(
+    attrs: Mapping[str, Any], style: str | DomainStyle, camera: dict[str, Any],
+    rng: np.random.Generator, height: int = 128, width: int = 64,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`render_person`'s image and its person mask, ``(height, width)`` bool: the pixels the person (body,
+    clothes, hair, hat, bag) covers and no occluder hides, at the output size (the sampler's ground truth). The
+    mask draws nothing from ``rng``, so the image is the one :func:`render_person` renders."""
     style = get_style(style)
     rh = max(16, int(round(height * style.render_scale)))
     rw = max(8, int(round(width * style.render_scale)))
@@ -506,24 +518,26 @@ def render_person(
         pal = palette(style)
         oc = pal[rng.integers(len(pal))] * 0.6 + 40
         if rng.random() < 0.6:  # something in front of the legs (car, bench, railing)
-            img[int(rh * rng.uniform(0.6, 0.8)):] = oc
+            hidden = np.s_[int(rh * rng.uniform(0.6, 0.8)):]
         else:  # a passer-by / pole at one side
             wdt = int(rw * rng.uniform(0.2, 0.35))
-            if rng.random() < 0.5:
-                img[:, :wdt] = oc
-            else:
-                img[:, rw - wdt:] = oc
+            hidden = np.s_[:, :wdt] if rng.random() < 0.5 else np.s_[:, rw - wdt:]
+        img[hidden] = oc
+        cv.person[hidden] = False
     light = np.asarray(camera["cast"], np.float32) * np.asarray(style.tint, np.float32)
     light *= camera["gain"] * rng.uniform(0.93, 1.07)
     img *= light
     img = camera_isp(img, style.auto_exposure, style.white_balance)
+    person = cv.person
     if (rh, rw) != (height, width):
         small = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
         img = np.asarray(small.resize((width, height), Image.BILINEAR), dtype=np.float32)
+        cover = Image.fromarray(person.astype(np.uint8) * 255).resize((width, height), Image.BILINEAR)
+        person = np.asarray(cover) >= 128
     arr = _blur(img, camera["blur"] * rng.uniform(0.8, 1.2))
     if style.saturation < 1.0:
         grey = 0.299 * arr[..., 0] + 0.587 * arr[..., 1] + 0.114 * arr[..., 2]  # no BLAS (fork-safe)
         arr = grey[..., None] + (arr - grey[..., None]) * style.saturation
     if camera["noise"] > 0:
         arr = arr + _noise(rng, arr.shape) * camera["noise"]
-    return np.clip(arr + 0.5, 0, 255).astype(np.uint8)
+    return np.clip(arr + 0.5, 0, 255).astype(np.uint8), person

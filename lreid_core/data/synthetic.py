@@ -71,7 +71,8 @@ from lreid_core.io import lock_file, umask
 
 # The generator's parts live in sibling modules; their public names stay this module's names too.
 from .synth_people import palette, sample_appearance, sample_identity  # noqa: F401  (public names of this module)
-from .synth_render import camera_isp, make_camera, render_person  # noqa: F401  (public names of this module)
+from .synth_render import (camera_isp, make_camera, render_person,  # noqa: F401  (public names of this module)
+                           render_person_with_mask)
 from .synth_styles import (  # noqa: F401  (public names of this module)
     ATTRIBUTES,
     BAGS,
@@ -115,15 +116,20 @@ __all__ = [
     "make_benchmark",
     "make_camera",
     "render_person",
+    "render_person_with_mask",
     "sample_appearance",
     "sample_identity",
     "stable_seed",
 ]
 
-GENERATOR_VERSION = 5
-"""Bumped whenever the rendered images change; part of the cache key (:func:`benchmark_key`, ``synthetic.json``)."""
+GENERATOR_VERSION = 6
+"""Bumped whenever the files written change (5 -> 6: the person masks were added; the images are the same); part of
+the cache key (:func:`benchmark_key`, ``synthetic.json``)."""
 
 SPLITS = ("bounding_box_train", "query", "bounding_box_test")
+MASKS = "person_mask"
+"""``root/<domain>/person_mask/<split>/<image stem>.png``: each image's person mask (1-bit PNG, white = person;
+:func:`.synth_render.render_person_with_mask`), the ground truth of where the person is (``data.person``)."""
 
 # --------------------------------------------------------------------------------------------
 # Benchmark writer
@@ -201,18 +207,20 @@ def _render_chunk(tmp: str, style: DomainStyle, params: Mapping[str, Any], seed:
         split, pid, cam, j, ident = plan[frame - 1]
         rng = np.random.default_rng([seed, SPLITS.index(split), pid, j, cam, frame])
         attrs = sample_appearance(ident, style, cameras[cam], rng)
-        arr = render_person(attrs, style, cameras[cam], rng, params["height"], params["width"])
-        name = f"{pid:04d}_c{cam + 1}s1_{frame:06d}_00.jpg"
-        Image.fromarray(arr).save(root / split / name, quality=90)
+        arr, person = render_person_with_mask(attrs, style, cameras[cam], rng, params["height"], params["width"])
+        stem = f"{pid:04d}_c{cam + 1}s1_{frame:06d}_00"
+        Image.fromarray(arr).save(root / split / f"{stem}.jpg", quality=90)
+        Image.fromarray(person).save(root / MASKS / split / f"{stem}.png")
         if bar is not None:
             bar.update(1)
     return stop - start
 
 
 def _inventory(folder: Path) -> dict[str, list[int]] | None:
-    """``{split: [file count, total bytes]}`` of a domain folder, or None when a split folder is missing."""
+    """``{split: [file count, total bytes]}`` of a domain folder (images and person masks), or None when a split
+    folder is missing."""
     out = {}
-    for split in SPLITS:
+    for split in (*SPLITS, *(f"{MASKS}/{s}" for s in SPLITS)):
         if not (folder / split).is_dir():
             return None
         sizes = [f.stat().st_size for f in (folder / split).iterdir()]
@@ -402,6 +410,7 @@ def _render_domains(root: Path, todo: list[tuple[DomainStyle, dict[str, Any], in
             os.chmod(tmps[-1], 0o777 & ~umask())            # mkdtemp makes 0700; the cache follows the umask
             for split in SPLITS:
                 (tmps[-1] / split).mkdir()
+                (tmps[-1] / MASKS / split).mkdir(parents=True)
         done = [False] * len(todo)
         if workers > 1:
             _render_parallel(todo, sizes, tmps, workers, bar, root, done)
