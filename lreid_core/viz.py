@@ -111,24 +111,32 @@ def _grid_boxes(masks: torch.Tensor, grid: tuple[int, int], size: tuple[int, int
     return cell_boxes(masks[None].float().cpu(), grid, size)[0].numpy()
 
 
+def nesting(masks: torch.Tensor, branches: list[int]) -> list[int]:
+    """For each of ``branches`` (in order), how many earlier ones chose the same cell: 0 draws the whole cell,
+    d > 0 insets the rectangle d steps so coinciding choices stay visible."""
+    cells = masks.argmax(-1).tolist()
+    return [sum(cells[b] == cells[r] for b in branches[:i]) for i, r in enumerate(branches)]
+
+
 def overlay_array(image: torch.Tensor, masks: torch.Tensor, grid: tuple[int, int], branches=None,
                   thickness: int = 2) -> np.ndarray:
     """The image (3, H, W) uint8 with the chosen grid cell of every shown branch drawn as a rectangle in the
     branch's colour; returns an (H, W, 3) uint8 array (pure numpy, so it does not depend on the plotting backend).
 
     ``masks`` is (K, h*w) one-hot; ``grid`` the feature map's (h, w); a cell covers H/h x W/w pixels.
-    ``branches`` lists the branches to draw (default: all). Branch r's rectangle is inset by r * thickness
-    pixels, so branches that chose the same cell stay visible as nested rectangles.
+    ``branches`` lists the branches to draw (default: all). Every rectangle covers its whole cell, except where
+    shown branches chose the same cell: those are nested (``nesting``), each inset by ``thickness`` pixels more.
     """
     out = image.permute(1, 2, 0).cpu().numpy().copy()
     big_h, big_w = out.shape[:2]
     k = masks.shape[0]
     colors = (np.asarray(branch_colors(k)) * 255).astype(np.uint8)
-    for r in range(k) if branches is None else branches:
+    shown = list(range(k) if branches is None else branches)
+    for r, depth in zip(shown, nesting(masks, shown)):
         x0, y0, cw, ch = _grid_boxes(masks, grid, (big_h, big_w))[r]
         x0, y0 = int(round(x0)), int(round(y0))
         x1, y1 = min(big_w, int(round(x0 + cw))), min(big_h, int(round(y0 + ch)))
-        inset = min(r * thickness, (x1 - x0) // 2 - 1, (y1 - y0) // 2 - 1)
+        inset = min(depth * thickness, (x1 - x0) // 2 - 1, (y1 - y0) // 2 - 1)
         x0, y0, x1, y1 = x0 + inset, y0 + inset, x1 - inset, y1 - inset
         t = max(1, min(thickness, (x1 - x0) // 2, (y1 - y0) // 2))
         out[y0:y0 + t, x0:x1] = colors[r]
@@ -140,7 +148,8 @@ def overlay_array(image: torch.Tensor, masks: torch.Tensor, grid: tuple[int, int
 
 def patch_overlay(image: torch.Tensor, masks: torch.Tensor, grid: tuple[int, int], ax=None, branches=None,
                   title: str | None = None, linewidth: float = 2.0):
-    """Figs. 3/7 style: the image with each branch's sampled cell as a coloured rectangle (matplotlib patches)."""
+    """Figs. 3/7 style: the image with each branch's sampled cell as a coloured rectangle (matplotlib patches)
+    covering the whole cell; branches that chose the same cell are nested (``nesting``)."""
     from matplotlib.patches import Rectangle
 
     ax = ax or plt.subplots(figsize=(1.6, 3.0))[1]
@@ -149,9 +158,10 @@ def patch_overlay(image: torch.Tensor, masks: torch.Tensor, grid: tuple[int, int
     k = masks.shape[0]
     colors = branch_colors(k)
     boxes = _grid_boxes(masks, grid, (h_img, w_img))
-    for r in range(k) if branches is None else branches:
+    shown = list(range(k) if branches is None else branches)
+    for r, depth in zip(shown, nesting(masks, shown)):
         x0, y0, cw, ch = boxes[r]
-        inset = r * min(cw, ch) / (2.5 * k)                    # nested: coinciding cells stay visible
+        inset = depth * min(cw, ch) / (2.5 * k)                # only coinciding cells are nested
         ax.add_patch(Rectangle((x0 - 0.5 + inset, y0 - 0.5 + inset), cw - 2 * inset, ch - 2 * inset, fill=False,
                                edgecolor=colors[r], linewidth=linewidth, label=f"branch {r + 1}"))
     ax.set_xticks([]), ax.set_yticks([])
@@ -187,12 +197,12 @@ def score_maps(probs: torch.Tensor, grid: tuple[int, int], axes, masks: torch.Te
                                    linewidth=2.5))
         ax.set_xticks([]), ax.set_yticks([])
         entropy = float(-(pr * pr.clamp_min(1e-12).log()).sum())
-        ax.set_title(f"branch {r + 1}\nmax {float(pr.max()):.2f}, H {entropy:.2f}", fontsize=7,
+        ax.set_title(f"branch {r + 1}\nmax {float(pr.max()):.2f}, H {entropy:.2f}", fontsize=8,
                      color=colors[r] if r < k else "black")
     if im is not None:
         bar = axes[0].figure.colorbar(im, ax=list(axes), fraction=0.05, pad=0.02)
-        bar.set_label(label, fontsize=7)
-        bar.ax.tick_params(labelsize=6)
+        bar.set_label(label, fontsize=8)
+        bar.ax.tick_params(labelsize=8)
     return axes
 
 
@@ -206,21 +216,25 @@ def cell_histograms(freqs: dict[str, np.ndarray], vmax: float | None = None):
     """Rows = checkpoints (e.g. "after step 2"), columns = branches: the chosen-cell frequency on the grid."""
     names = list(freqs)
     k, h, w = next(iter(freqs.values())).shape
-    fig, axes = plt.subplots(len(names), k, figsize=(1.4 * k * max(1.0, 2 * w / h) + 0.5, 2.2 * len(names)),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(names), k, figsize=(1.5 * k * max(1.0, 2 * w / h) + 1.2, 2.4 * len(names)),
+                             squeeze=False, constrained_layout=True)
     vmax = vmax or max(float(f.max()) for f in freqs.values())
     colors = branch_colors(k)
+    im = None
     for i, name in enumerate(names):
         for r in range(k):
             ax = axes[i, r]
-            ax.imshow(freqs[name][r], cmap="Blues", vmin=0, vmax=vmax, interpolation="nearest")
+            im = ax.imshow(freqs[name][r], cmap="Blues", vmin=0, vmax=vmax, interpolation="nearest")
             if h * w <= 32:
                 for (y, x), v in np.ndenumerate(freqs[name][r]):
-                    ax.text(x, y, f"{v:.2f}", ha="center", va="center", fontsize=6,
+                    ax.text(x, y, f"{v:.2f}", ha="center", va="center", fontsize=8,
                             color="white" if v > 0.6 * vmax else "black")
             ax.set_xticks([]), ax.set_yticks([])
-            ax.set_title(f"{name} | branch {r + 1}", fontsize=7, color=colors[r])
-    fig.tight_layout()
+            ax.set_title(f"branch {r + 1}", fontsize=9, color=colors[r])
+        axes[i, 0].set_ylabel(name, fontsize=9)
+    bar = fig.colorbar(im, ax=axes.ravel().tolist(), fraction=0.04, pad=0.02)
+    bar.set_label("share of images choosing the cell", fontsize=9)
+    bar.ax.tick_params(labelsize=8)
     return fig
 
 

@@ -39,8 +39,10 @@ class PatchExplorer:
     the shown probabilities softmax(s / tau)) and ``seed`` (the Gumbel noise draw). After every change it
     re-renders: ``last_array`` is the overlay image (H, W, 3) uint8, ``last_masks`` the (K, h*w) masks,
     ``last_figure`` the matplotlib figure (overlay + one score map per branch). A control that cannot change
-    what is drawn says so: the noise seed is disabled in argmax mode, and ``note`` names the branches whose cell
-    coincides with another branch's (their rectangles are nested). ``reset()`` puts every control back to its
+    what is drawn says so: the noise seed and tau are disabled in argmax mode (the maps show softmax(s) there),
+    and ``note`` names the branches whose cell coincides with another branch's (their rectangles are nested). The
+    maps' colour scale is fixed per domain, checkpoint and tau (the largest probability over the domain's shown
+    images), so moving the image slider compares images on one scale. ``reset()`` puts every control back to its
     default.
 
     Example::
@@ -61,6 +63,7 @@ class PatchExplorer:
         self.tests = {t.domain: t for t in bench.seen + bench.unseen}
         self._methods: dict[str, Method] = {}
         self._images: dict[str, tuple[torch.Tensor, torch.Tensor, list[int]]] = {}
+        self._vmax: dict[tuple[str, str, float], float] = {}
         ids = min(len({r.pid for r in t.query}) for t in self.tests.values())
         self.n_images = max(1, min(n_images, ids))                    # every domain has this many identities
         k = cfg.method.k
@@ -72,7 +75,8 @@ class PatchExplorer:
         self.branches = [widgets.ToggleButton(True, description=f"branch {r + 1}", style={"text_color": colors[r]},
                                               layout=widgets.Layout(width="90px")) for r in range(k)]
         self.mode = widgets.ToggleButtons(options=["argmax", "gumbel"], value="argmax", description="sampling")
-        self.tau = widgets.FloatLogSlider(1.0, base=10, min=-1, max=1, step=0.05, description="Gumbel tau")
+        self.tau = widgets.FloatLogSlider(1.0, base=10, min=-1, max=1, step=0.05, description="Gumbel tau",
+                                          disabled=True)
         self.seed = widgets.IntSlider(0, 0, 99, description="noise seed", disabled=True,
                                       tooltip="the Gumbel noise draw (gumbel mode only)")
         self.note = widgets.HTML("")
@@ -112,7 +116,8 @@ class PatchExplorer:
         """Why some controls cannot change the figure now (empty when all can)."""
         notes = []
         if self.mode.value == "argmax":
-            notes.append("noise seed: argmax mode draws no noise (switch sampling to gumbel)")
+            notes.append("noise seed and tau: argmax mode draws no noise and shows softmax(s) (switch sampling to "
+                         "gumbel)")
         cells = masks.argmax(-1).tolist()
         for r, cell in enumerate(cells):
             first = cells.index(cell)
@@ -140,6 +145,20 @@ class PatchExplorer:
                                     load_images(paths, *self.display_size, desc=f"decode {domain}"), pids)
         return self._images[domain]
 
+    def shown_tau(self) -> float:
+        """The temperature of the shown maps: the tau slider's in gumbel mode, 1 (softmax(s), Eq. 4) in argmax mode."""
+        return self.tau.value if self.mode.value == "gumbel" else 1.0
+
+    def scale(self) -> float:
+        """The top of the maps' colour scale: the largest shown probability over the domain's shown images under
+        the current checkpoint and tau (cached), one scale for every image of the domain."""
+        key = (self.domain.value, self.step.value, self.shown_tau())
+        if key not in self._vmax:
+            small, _, _ = self.images(self.domain.value)
+            probs = self.method(self.step.value).inspect(normalize(small), tau=key[2])["probs"]
+            self._vmax[key] = 1.0 if probs is None else float(probs.max())
+        return self._vmax[key]
+
     # ---- drawing -----------------------------------------------------------------------------------
     def compute(self) -> dict[str, torch.Tensor]:
         """``inspect`` of the current image under the current widget values."""
@@ -147,7 +166,7 @@ class PatchExplorer:
         i = self.slider.value
         gen = torch.Generator().manual_seed(self.seed.value)
         return self.method(self.step.value).inspect(normalize(small[i:i + 1]), gumbel=self.mode.value == "gumbel",
-                                                    tau=self.tau.value, generator=gen)
+                                                    tau=self.shown_tau(), generator=gen)
 
     def render(self) -> None:
         res = self.compute()
@@ -157,7 +176,7 @@ class PatchExplorer:
         masks = res["masks"][0]                                              # (K, h*w)
         shown = [r for r, b in enumerate(self.branches) if b.value]
         self.last_masks = masks
-        self.seed.disabled = self.mode.value == "argmax"
+        self.seed.disabled = self.tau.disabled = self.mode.value == "argmax"
         self.note.value = f'<span style="color:#666;font-size:90%">{self.explain(masks)}</span>'
         self.last_array = overlay_array(big[i], masks, grid, shown)
         probs = res["probs"]
@@ -169,10 +188,11 @@ class PatchExplorer:
         fig.subplots_adjust(left=0.02, right=0.92, bottom=0.02, top=0.8, wspace=0.15)
         axes[0].imshow(self.last_array)
         axes[0].set_axis_off()
-        axes[0].set_title(f"{self.domain.value} id {pids[i]}\n{self.step.value}, {self.mode.value}", fontsize=8)
+        axes[0].set_title(f"{self.domain.value} id {pids[i]}\n{self.step.value}, {self.mode.value}", fontsize=9)
         if n_maps:
-            score_maps(probs[0], grid, axes[1:], masks)
-        fig.suptitle(f"sampling probabilities softmax(s / {self.tau.value:.2g}) per branch", fontsize=8)
+            score_maps(probs[0], grid, axes[1:], masks, vmax=self.scale())
+        maps = "softmax(s)" if self.mode.value == "argmax" else f"softmax(s / {self.tau.value:.2g})"
+        fig.suptitle(f"sampling probabilities {maps} per branch (one colour scale for the domain)", fontsize=9)
         self.last_figure = fig
         with self.out:
             clear_output(wait=True)

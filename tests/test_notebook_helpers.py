@@ -35,3 +35,20 @@ def test_chance_level(smoke):
     _, bench = smoke
     c = chance_level(bench.seen[0])
     assert 0 < c["mAP"] < 1 and 0 <= c["R1"] < 1 and c == chance_level(bench.seen[0])   # seeded
+
+
+def test_overlay_rectangles_cover_their_cell_and_nest_only_where_cells_coincide():
+    import numpy as np
+    import torch
+
+    from lreid_core.viz import branch_colors, nesting, overlay_array
+
+    masks = torch.zeros(3, 8)
+    masks[[0, 1, 2], [0, 5, 0]] = 1                           # branches 1 and 3 share cell 0; branch 2 alone
+    assert nesting(masks, [0, 1, 2]) == [0, 0, 1] and nesting(masks, [1, 2]) == [0, 0]
+    arr = overlay_array(torch.zeros(3, 64, 32, dtype=torch.uint8), masks, (4, 2), thickness=2)
+    colors = (np.asarray(branch_colors(3)) * 255).astype(np.uint8)
+    assert (arr[32, 16] == colors[1]).all() and (arr[47, 31] == colors[1]).all()   # cell 5 = rows 32-47, cols 16-31
+    assert (arr[0, 0] == colors[0]).all() and (arr[2, 2] == colors[2]).all()      # branch 3 nested inside branch 1
+    alone = overlay_array(torch.zeros(3, 64, 32, dtype=torch.uint8), masks, (4, 2), branches=[2], thickness=2)
+    assert (alone[0, 0] == colors[2]).all()                   # shown alone, branch 3 covers its whole cell
