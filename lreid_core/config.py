@@ -154,6 +154,15 @@ class MethodConfig:
     crl_k: int = 10                     # neighbourhood: the teacher's top-K old classes per image
     crl_beta: float = 0.1               # consistency relaxation: margin beta * H(teacher over the neighbourhood)
     crl_weight: float = 1.0             # weight of the relaxed neighbourhood distillation (lambda)
+    # LSTKC (Xu et al., AAAI 2024), defaults of its code zhoujiahuan1991/AAAI2024-LSTKC: see methods/lstkc.py
+    lstkc_weight: float = 1.0           # weight of the rectified affinity KL (continual_train.py --AF_weight 1.0)
+    lstkc_tau: float = 0.1              # its affinity temperature: softmax(cos / 0.1) (Trainer.get_normal_affinity)
+    lstkc_rectify: bool = True          # R-STKT's rectification (Trainer.cal_KL) | False: plain old affinity target
+    lstkc_target_grad: bool = True      # code: the rectified target keeps the new affinity's gradient (cal_KL does
+                                        # not detach it) | False: a fixed (detached) target
+    lstkc_consolidate: bool = True      # E-LTKC's parameter fusion after each step (continual_train.linear_combination)
+    lstkc_fusion_tau: float = 0.01      # affinity temperature of the fusion weight: softmax(cos * 100)
+                                        # (continual_train.get_normal_affinity, Norm=100)
 
 
 @dataclass
@@ -436,7 +445,7 @@ def validate(cfg: Config) -> None:
         raise LReIDError(f"method.k (patches per image) must be >= 1, got {m.k}")
     for name in ("tau", "gamma0", "gamma1", "gamma2", "gamma3", "cov_lambda", "cov_alpha", "cov_beta", "cov_triplet",
                  "spd_weight", "huber_delta", "sampler_lr", "aka_plasticity", "aka_stability", "aka_lr", "crl_beta",
-                 "crl_weight"):
+                 "crl_weight", "lstkc_weight"):
         value = getattr(m, name)
         if not math.isfinite(value) or value < 0:
             raise LReIDError(f"method.{name} must be a finite non-negative number, got {value}")
@@ -446,6 +455,9 @@ def validate(cfg: Config) -> None:
         raise LReIDError(f"train.milestone_lag must be >= 0, got {t.milestone_lag}")
     if m.tau == 0:
         raise LReIDError("method.tau must be > 0")
+    for name in ("lstkc_tau", "lstkc_fusion_tau"):
+        if not (math.isfinite(getattr(m, name)) and getattr(m, name) > 0):
+            raise LReIDError(f"method.{name} must be a positive number, got {getattr(m, name)}")
     if d.height < 16 or d.width < 8:
         raise LReIDError(f"input size {d.height}x{d.width} is too small (min 16x8)")
     if d.ids_per_domain < t.p_ids:

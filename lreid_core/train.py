@@ -288,6 +288,7 @@ class Trainer:
                                  "generator": gen.get_state()})
         self.carry = carry_optimizer_state(opt, named) if t.lr_schedule == "global" else {}
         distributed.average_buffers(modules)
+        self.method.consolidate(step, images)
         self.method.after_step(step)
 
     def restore_step(self, ckpt: dict, opt, sched, sampler: DistributedPKSampler, gen: torch.Generator) -> None:

@@ -95,6 +95,10 @@ class Method:
     def loss(self, x: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.reid_terms(self.model(x), labels)
 
+    def consolidate(self, step: int, images: torch.Tensor) -> None:
+        """Runs after training on a domain, before ``after_step``, with that step's training images (uint8,
+        (N, 3, H, W), un-augmented). Default: nothing (LSTKC fuses its long- and short-term models here)."""
+
     def after_step(self, step: int) -> None:
         pass
 
