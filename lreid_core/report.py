@@ -52,6 +52,7 @@ import yaml
 from .config import ORDERS, load_yaml
 from .errors import LReIDError
 from .io import atomic_write, atomic_write_text, read_text, refuse_foreign
+from .recipes import recipe_keys
 from .reference import ReportedRow, reported_markdown, rows_for
 from .results import RunResult, flatten
 
@@ -358,9 +359,14 @@ def _partition(runs: list[LoadedRun]) -> list[tuple[str, list[LoadedRun]]]:
                     if a.seed == b.seed:
                         raise LReIDError(f"two runs of {a.result.method!r} with the same config and seed {a.seed}: "
                                          f"{a.path} and {b.path}")
-        suffix = ", ".join(f"{k}={members[0].config[k]}" for k in varying)
+        suffix = ", ".join(f"{k}={members[0].config[k] or 'none'}" for k in _label_keys(varying))
         out.append((suffix, sorted(members, key=lambda m: _sort_key(m.seed))))
     return out
+
+
+def _label_keys(varying: list[str]) -> list[str]:
+    """The keys a row label names: when runs differ in ``recipe``, the keys the recipes set are left to its name."""
+    return [k for k in varying if k not in recipe_keys()] if "recipe" in varying else varying
 
 
 def _method_rank(method: str) -> tuple[int, int]:

@@ -225,3 +225,18 @@ def test_report_shows_paper_rows_only_on_real_order1(tmp_path):
     assert "| 50.00 | 60.00 |" in text                                  # the run's own Seen-Avg, untouched
     synth = build_report([fake_real_run(tmp_path / "synth", "lwf", synthetic=True)])
     assert synth.groups[0].reported == [] and "paper" not in synth.text()
+
+
+def test_report_labels_a_recipe_row_by_its_name(tmp_path):
+    """Runs of one method under the shared protocol and under a recipe: two rows, named by the recipe alone."""
+    for name, recipe in (("shared", ""), ("lstkc", "lstkc")):
+        run = tmp_path / name
+        rows = [{d: {"mAP": 0.5, "R1": 0.6, "mINP": 0.1} for d in ["synth_a", "synth_b"][: t + 1] + ["synth_u1"]}
+                for t in range(2)]
+        RunResult("lwf", ["synth_a", "synth_b"], ["synth_u1"], rows, ["synth_a", "synth_b"], {}, status="done",
+                  wall_s=1.0).save(run)
+        cfg = load_config(profile_name="smoke", overrides={"recipe": recipe, "data": {
+            "order": ["synth_a", "synth_b"], "unseen": ["synth_u1"]}})
+        save_config(cfg, run / "config.yaml")
+    labels = [r.label for r in build_report([tmp_path / "shared", tmp_path / "lstkc"]).groups[0].rows]
+    assert sorted(labels) == ["lwf (recipe=lstkc)", "lwf (recipe=none)"]

@@ -111,6 +111,14 @@ def recipe_updates(name: str, scaled: bool, epochs: int, iters_per_epoch: int,
     return data
 
 
+def recipe_keys() -> set[str]:
+    """Every dotted config key a shipped recipe may set (its files' keys, the scaled ones, the moved milestones)."""
+    keys = {f"{section}.{key}" for name in list_recipes() for section, values in read_recipe(name).items()
+            for key in values}
+    return keys | {"train.epochs", "train.first_epochs", "train.iters_per_epoch", "train.milestones",
+                   "train.warmup_epochs", "method.sampler_milestones", "method.aka_milestones"}
+
+
 def check_recipe_name(name: str) -> None:
     """``name`` is empty (no recipe) or a shipped recipe; one line listing them otherwise."""
     if name and name not in list_recipes():
@@ -118,4 +126,4 @@ def check_recipe_name(name: str) -> None:
 
 
 __all__ = ["BUDGET", "RECIPE_DIR", "budget_epochs", "check_recipe_name", "list_recipes", "read_recipe",
-           "recipe_updates"]
+           "recipe_keys", "recipe_updates"]
