@@ -66,7 +66,7 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     epochs: int = 50
-    iters_per_epoch: int = 150
+    iters_per_epoch: int = 150          # 0: the step's training images // (P x K), as LSTKC/DKP (per_step clock)
     lr: float = 3.5e-4
     weight_decay: float = 5e-4
     milestones: list[int] = field(default_factory=lambda: [25, 35])  # epochs where lr *= lr_decay
@@ -412,10 +412,13 @@ def validate(cfg: Config) -> None:
         raise LReIDError(f"unknown method {m.name!r}; valid methods: {', '.join(METHODS)}")
     if not d.order:
         raise LReIDError("data.order is empty: give at least one seen domain")
-    for name in ("epochs", "iters_per_epoch", "p_ids", "k_imgs", "eval_batch"):
+    for name in ("epochs", "p_ids", "k_imgs", "eval_batch"):
         if getattr(t, name) <= 0:
             raise LReIDError(f"train.{name} must be positive, got {getattr(t, name)}")
-    for name in ("first_epochs", "warmup_epochs"):
+    if t.iters_per_epoch == 0 and (t.lr_schedule != "per_step" or t.optimizer == "sgd_clr"):
+        raise LReIDError("train.iters_per_epoch=0 (epochs as long as the data) needs train.lr_schedule=per_step "
+                         "and an optimizer other than sgd_clr")
+    for name in ("iters_per_epoch", "first_epochs", "warmup_epochs"):
         if getattr(t, name) < 0:
             raise LReIDError(f"train.{name} must be >= 0, got {getattr(t, name)}")
     if not (0 < t.warmup_factor <= 1 and 0 <= t.momentum < 1):

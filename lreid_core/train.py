@@ -105,6 +105,13 @@ def step_epochs(cfg: Config, step: int, joint_steps: int = 0) -> int:
     return first if step == 0 else t.epochs
 
 
+def epoch_iters(cfg: Config, ts: TrainSet) -> int:
+    """Iterations of one epoch of ``ts``: ``train.iters_per_epoch``, or when 0 the step's training images //
+    (P x K), at least 1 (LSTKC/DKP get_data_loaders.py: ``iters = int(len(train_set) / batch_size)``)."""
+    t = cfg.train
+    return t.iters_per_epoch or max(1, len(ts.records) // (t.p_ids * t.k_imgs))
+
+
 def build_optimizer(cfg: Config, groups: list, device: torch.device, total_iters: int, step: int = 0):
     """Adam (paper) or SGD with momentum (LSTKC/DKP), both with step decay and optional warm-up (``lr_factor``), or
     SGD + triangular cyclical LR (seed 2).
@@ -254,7 +261,7 @@ class Trainer:
     def train_step(self, step: int, ts: TrainSet) -> None:
         """One domain step: ``step_epochs x iters_per_epoch`` iterations of PK batches augmented on the device."""
         cfg, t = self.cfg, self.cfg.train
-        total = step_epochs(cfg, step, len(self.bench.train) if self.method.joint else 0) * t.iters_per_epoch
+        total = step_epochs(cfg, step, len(self.bench.train) if self.method.joint else 0) * epoch_iters(cfg, ts)
         images = self.images(ts.records, f"decode {ts.domain}")
         labels = torch.as_tensor(ts.labels, device=self.device)
         share = distributed.share()

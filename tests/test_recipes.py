@@ -240,3 +240,19 @@ def test_report_labels_a_recipe_row_by_its_name(tmp_path):
         save_config(cfg, run / "config.yaml")
     labels = [r.label for r in build_report([tmp_path / "shared", tmp_path / "lstkc"]).groups[0].rows]
     assert sorted(labels) == ["lwf (recipe=lstkc)", "lwf (recipe=none)"]
+
+
+def test_epochs_as_long_as_the_data():
+    """train.iters_per_epoch=0 (LSTKC/DKP): images // (P x K) a step, refused on the global clock."""
+    from lreid_core.data.benchmark import TrainSet
+    from lreid_core.train import epoch_iters
+
+    cfg = load_config(profile_name="paper", overrides={"recipe": "lstkc"})
+    assert cfg.train.iters_per_epoch == 0 and cfg.train.p_ids * cfg.train.k_imgs == 128
+    records = list(range(8600))                       # ~500 Market-1501 identities' images
+    assert epoch_iters(cfg, TrainSet("market1501", records, [0] * 8600, 0, 500)) == 67
+    assert epoch_iters(cfg, TrainSet("tiny", records[:100], [0] * 100, 0, 25)) == 1
+    assert epoch_iters(profile("paper"), TrainSet("market1501", records, [0] * 8600, 0, 500)) == 150
+    with pytest.raises(LReIDError) as exc:
+        load_config(profile_name="paper", overrides={"recipe": "lstkc", "train": {"lr_schedule": "global"}})
+    assert "per_step" in one_line(exc)
