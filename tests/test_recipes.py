@@ -160,6 +160,8 @@ def test_bad_recipe_name_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("lreid: error: unknown recipe 'nope'") and "\n" not in err
     assert not (tmp_path / "r").exists()
+    assert main(["demo", "--profile", "smoke", "--recipe", "nope", "--out", str(tmp_path / "d")]) == 2
+    assert "unknown recipe 'nope'" in capsys.readouterr().err and not (tmp_path / "d").exists()
 
 
 HOSTILE = {
