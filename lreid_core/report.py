@@ -359,7 +359,7 @@ def _partition(runs: list[LoadedRun]) -> list[tuple[str, list[LoadedRun]]]:
                     if a.seed == b.seed:
                         raise LReIDError(f"two runs of {a.result.method!r} with the same config and seed {a.seed}: "
                                          f"{a.path} and {b.path}")
-        suffix = ", ".join(f"{k}={'none' if members[0].config[k] == '' else members[0].config[k]}"
+        suffix = ", ".join(f"{k}={members[0].config[k] or 'none'}" if k == "recipe" else f"{k}={members[0].config[k]}"
                            for k in _label_keys(varying))
         out.append((suffix, sorted(members, key=lambda m: _sort_key(m.seed))))
     return out

@@ -67,8 +67,8 @@ def lr_factor(cfg: Config, milestones: list[int], step: int, it: int, total_iter
     fraction of its longer step. A milestone m decays the learning rate from epoch m + ``train.milestone_lag`` on,
     by ``decay`` (a parameter group's own factor, e.g. AKA's graph: 0.5) or ``train.lr_decay``. ``later``
     (``train.later_lr`` for the groups on the model's clock) multiplies it from the second domain step on (global
-    clock: from the first step's last epoch on, a joint step included; per-step: steps after the first). The factor
-    ``warmup`` of the same epoch multiplies it all.
+    clock: from epoch ``first`` on, where the second step starts, a joint step included; per-step: steps after the
+    first). The factor ``warmup`` of the same epoch multiplies it all.
     """
     t = cfg.train
     first = t.first_epochs or t.epochs
