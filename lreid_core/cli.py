@@ -95,7 +95,10 @@ def cmd_demo(args) -> None:
     from .results import finished_run, format_table
     from .viz import save_demo_figures
 
-    cfg = load_config(profile_name=args.profile, overrides=parse_overrides(args.set))
+    overrides = parse_overrides(args.set)
+    if args.recipe:
+        overrides["recipe"] = args.recipe
+    cfg = load_config(profile_name=args.profile, overrides=overrides)
     methods = _method_list(args.methods)
     if args.check:
         methods += [m for m in CHECK_METHODS if m not in methods]
@@ -152,6 +155,8 @@ def _run_overrides(args) -> dict:
         overrides.setdefault("data", {})["order"] = resolve_order(args.order)
     if args.data_root:
         overrides.setdefault("data", {})["root"] = args.data_root
+    if args.recipe:
+        overrides["recipe"] = args.recipe
     return overrides
 
 
@@ -160,6 +165,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", default=None)
     parser.add_argument("--config", default=None, help="YAML config file")
     parser.add_argument("--profile", default=None, help="smoke | demo | paper (default: the config's, else paper)")
+    parser.add_argument("--recipe", default=None, help="a paper's own training recipe: patchkd | lstkc | dkp")
     parser.add_argument("--order", default=None, help="order1 | order2 | comma list of dataset names")
     parser.add_argument("--data-root", default=None, help="folder holding the datasets")
     parser.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
@@ -230,6 +236,9 @@ def _resumable(args):
         if done:
             raise LReIDError(f"run already finished: {run_dir}")
     cfg = stored_config(run_dir)
+    if args.recipe is not None and args.recipe != cfg.recipe:
+        raise LReIDError(f"--resume: --recipe {args.recipe} differs from the run's recipe "
+                         f"{cfg.recipe or 'none (shared protocol)'}; drop it, or start a new run")
     overrides = flatten(parse_overrides(args.set))
     if overrides:
         data = cfg.to_dict()
@@ -374,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="synthetic 5-domain order, Table-2 style table, benchmark validity check")
     d.add_argument("--profile", default="demo", help="smoke | demo (default) | paper")
     d.add_argument("--methods", default="", help="comma list or 'all' (default: finetune,lwf,patchkd,joint)")
+    d.add_argument("--recipe", default=None, help="a paper's own training recipe, scaled to the profile")
     d.add_argument("--seeds", type=int, default=1, help="run train.seed, +1, ... (default 1 seed); mean ± std")
     d.add_argument("--check", action="store_true",
                    help="also print the benchmark's validity criteria (adds finetune, lwf, joint; use --seeds 5)")

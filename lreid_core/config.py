@@ -19,7 +19,8 @@ import yaml
 from .catalog import (DEFAULT_DOMAINS, DEFAULT_UNSEEN, DEMO_ORDER, METHODS, ORDERS, SYNTH_VARIANTS, UNSEEN_REAL,
                       feature_grid, resolve_order)
 from .errors import LReIDError
-from .io import read_text
+from .io import load_yaml, read_text
+from .recipes import check_recipe_name, recipe_updates
 
 __all__ = ["ORDERS", "UNSEEN_REAL", "Config", "load_config", "profile", "validate"]
 PROFILES = ("smoke", "demo", "paper")
@@ -65,7 +66,7 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     epochs: int = 50
-    iters_per_epoch: int = 150
+    iters_per_epoch: int = 150          # 0: the step's training images // (P x K), as LSTKC/DKP (per_step clock)
     lr: float = 3.5e-4
     weight_decay: float = 5e-4
     milestones: list[int] = field(default_factory=lambda: [25, 35])  # epochs where lr *= lr_decay
@@ -76,7 +77,13 @@ class TrainConfig:
                                         # regime study's axis; PatchKD's sampler keeps its own schedule)
     milestone_lag: int = 1              # first decayed epoch = milestone + lag (1: the code's MultiStepLR.step(epoch)
                                         # at each epoch's end; 0: the text's "decays at the 25th epoch")
-    optimizer: str = "adam"             # adam | sgd_clr (triangular cyclical LR, seed 2)
+    optimizer: str = "adam"             # adam | sgd (momentum, no nesterov: LSTKC/DKP) | sgd_clr (triangular
+                                        # cyclical LR, seed 2)
+    momentum: float = 0.9               # sgd: momentum (LSTKC/DKP continual_train.py --momentum 0.9)
+    warmup_epochs: int = 0              # linear warm-up over the clock's first epochs (0: none); per_step: every step
+    warmup_factor: float = 0.01         # lr factor at epoch 0 of the warm-up, rising linearly to 1 at warmup_epochs
+                                        # (WarmupMultiStepLR "linear", stepped per epoch as the LSTKC/DKP codes do)
+    first_epochs: int = 0               # epochs of the first domain step (0: train.epochs, as every later step)
     clr_base_lr: float = 1e-3           # sgd_clr: lower bound of the triangle
     clr_max_lr: float = 6e-3            # sgd_clr: upper bound of the triangle
     clr_step_size: int = 2000           # sgd_clr: iterations per half cycle
@@ -174,6 +181,8 @@ class Config:
     method: MethodConfig = field(default_factory=MethodConfig)
     out_dir: str = "runs"
     form: str = "code"                  # code (what produced Table 2) | text (every TEXT_FORM switch literal)
+    recipe: str = ""                    # a paper's own training recipe applied over the profile (lreid_core/recipes;
+                                        # "": the shared protocol), recorded here once applied
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -200,42 +209,6 @@ TEXT_FORM: dict[str, Any] = {
     "method.routing": "fig2",
     "method.aka_teacher": "frozen",
 }
-
-
-class _ConfigLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses aliases (a few hundred bytes of them expand to millions of values) and
-    duplicate keys in a mapping (where the last would silently win)."""
-
-    def compose_node(self, parent, index):
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise yaml.composer.ComposerError(None, None, f"alias *{event.anchor}: aliases are not allowed in configs",
-                                              event.start_mark)
-        return super().compose_node(parent, index)
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            try:
-                duplicate = key in seen
-            except TypeError:                 # unhashable key: SafeLoader names it
-                break
-            if duplicate:
-                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep)
-
-
-def load_yaml(text: str, where: str) -> Any:
-    """Parse config YAML (plain values only: no aliases, no duplicate keys); one line naming ``where`` otherwise."""
-    try:
-        return yaml.load(text, Loader=_ConfigLoader)
-    except yaml.YAMLError as exc:
-        problem = getattr(exc, "problem", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
-        mark = getattr(exc, "problem_mark", None)
-        line = f" (line {mark.line + 1})" if mark is not None else ""
-        raise LReIDError(f"{where} is not valid YAML: {problem[:200]}{line}") from None
 
 
 def _short(value: Any) -> str:
@@ -366,7 +339,8 @@ def with_method(cfg: Config, name: str) -> Config:
 
 def load_config(path: str | Path | None = None, profile_name: str | None = None,
                 overrides: dict[str, Any] | None = None) -> Config:
-    """Resolve a config: profile defaults <- YAML file <- overrides; then validate."""
+    """Resolve a config: profile defaults <- recipe (``recipe`` of the overrides or the file) <- ``form: text``
+    <- YAML file <- overrides; then validate."""
     data: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
@@ -379,6 +353,9 @@ def load_config(path: str | Path | None = None, profile_name: str | None = None,
     name = profile_name or data.pop("profile", None) or "paper"
     data.pop("profile", None)
     cfg = profile(str(name))
+    recipe = (overrides or {}).get("recipe", data.get("recipe", ""))
+    if recipe:
+        apply_recipe(cfg, recipe)
     form = (overrides or {}).get("form", data.get("form", cfg.form))
     if form == "text":
         _merge(cfg, parse_overrides([f"{k}={v}" for k, v in TEXT_FORM.items()]), "")
@@ -387,6 +364,22 @@ def load_config(path: str | Path | None = None, profile_name: str | None = None,
         _merge(cfg, overrides, "")
     validate(cfg)
     return cfg
+
+
+def apply_recipe(cfg: Config, name: str) -> None:
+    """Set recipe ``name`` on ``cfg`` (as written in the paper profile, scaled to the budget of any other: see
+    ``lreid_core.recipes``) and record its name in ``cfg.recipe``; one line naming the recipe otherwise."""
+    if not isinstance(name, str):
+        raise LReIDError(f"recipe must be a name, got {_short(name)}")
+    t = cfg.train
+    milestones = {f.name: list(getattr(cfg.method, f.name)) for f in dataclasses.fields(cfg.method)
+                  if f.name.endswith("_milestones")}
+    updates = recipe_updates(name, cfg.profile != "paper", t.epochs, t.iters_per_epoch, milestones)
+    try:
+        _merge(cfg, updates, "")
+    except LReIDError as exc:
+        raise LReIDError(f"recipe {name}: {exc}") from None
+    cfg.recipe = name
 
 
 def _upgrade_amp(data: dict[str, Any]) -> dict[str, Any]:
@@ -428,9 +421,19 @@ def validate(cfg: Config) -> None:
         raise LReIDError(f"unknown method {m.name!r}; valid methods: {', '.join(METHODS)}")
     if not d.order:
         raise LReIDError("data.order is empty: give at least one seen domain")
-    for name in ("epochs", "iters_per_epoch", "p_ids", "k_imgs", "eval_batch"):
+    for name in ("epochs", "p_ids", "k_imgs", "eval_batch"):
         if getattr(t, name) <= 0:
             raise LReIDError(f"train.{name} must be positive, got {getattr(t, name)}")
+    if t.iters_per_epoch == 0 and (t.lr_schedule != "per_step" or t.optimizer == "sgd_clr"):
+        raise LReIDError("train.iters_per_epoch=0 (epochs as long as the data) needs train.lr_schedule=per_step "
+                         "and an optimizer other than sgd_clr")
+    for name in ("iters_per_epoch", "first_epochs", "warmup_epochs"):
+        if getattr(t, name) < 0:
+            raise LReIDError(f"train.{name} must be >= 0, got {getattr(t, name)}")
+    if not (0 < t.warmup_factor <= 1 and 0 <= t.momentum < 1):
+        raise LReIDError(f"train.warmup_factor must be in (0, 1] and train.momentum in [0, 1), got "
+                         f"{t.warmup_factor}, {t.momentum}")
+    check_recipe_name(cfg.recipe)
     if t.batch_size:
         if t.batch_size < 0 or t.batch_size % t.k_imgs:
             raise LReIDError(f"train.batch_size={t.batch_size} cannot be split into P x K with K=train.k_imgs={t.k_imgs}")
@@ -463,7 +466,7 @@ def validate(cfg: Config) -> None:
     if d.ids_per_domain < t.p_ids:
         raise LReIDError(f"data.ids_per_domain={d.ids_per_domain} is smaller than a batch's P={t.p_ids}")
     choices = {"model.backbone": (cfg.model.backbone, ("resnet50", "resnet18", "small")),
-               "train.optimizer": (t.optimizer, ("adam", "sgd_clr")),
+               "train.optimizer": (t.optimizer, ("adam", "sgd", "sgd_clr")),
                "method.relation": (m.relation, ("distance", "fc")),
                "method.relation_distance": (m.relation_distance, ("rkd", "raw")),
                "method.relation_reduction": (m.relation_reduction, ("full", "set")),

@@ -1,5 +1,6 @@
 """File I/O the tool trusts nothing about: atomic writes (temp file in the same folder, then os.replace; whole or
-not at all, with the umask's permissions) and the one safe loader for checkpoints and weights files."""
+not at all, with the umask's permissions), the one safe loader for checkpoints and weights files, and the one YAML
+loader for configs and recipes (``load_yaml``)."""
 from __future__ import annotations
 
 import json
@@ -7,6 +8,8 @@ import os
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Callable
+
+import yaml
 
 from .errors import LReIDError
 
@@ -178,3 +181,39 @@ def safe_load(path: str | Path, what: str, map_location: Any = "cpu") -> Any:
         raise LReIDError(f"{what} {path} is damaged or not a torch file (implausible sizes)") from None
     except Exception as exc:  # noqa: BLE001 - truncated zip, bad header, ...: all the same user error
         raise LReIDError(f"{what} {path} is damaged or not a torch file ({type(exc).__name__})") from None
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses aliases (a few hundred bytes of them expand to millions of values) and
+    duplicate keys in a mapping (where the last would silently win)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, f"alias *{event.anchor}: aliases are not allowed in configs",
+                                              event.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+            except TypeError:                 # unhashable key: SafeLoader names it
+                break
+            if duplicate:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def load_yaml(text: str, where: str) -> Any:
+    """Parse config YAML (plain values only: no aliases, no duplicate keys); one line naming ``where`` otherwise."""
+    try:
+        return yaml.load(text, Loader=_ConfigLoader)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
+        mark = getattr(exc, "problem_mark", None)
+        line = f" (line {mark.line + 1})" if mark is not None else ""
+        raise LReIDError(f"{where} is not valid YAML: {problem[:200]}{line}") from None

@@ -23,6 +23,8 @@ Conventions (documented choices):
   get one row each, labelled by the keys that differ: ``patchkd (method.gamma3=10.0)``. Two runs with the same
   method, config and seed are an error (nothing to average).
 * Only finished runs (``status: done``) are reported; anything else is a one-line ``LReIDError``.
+* **Reference rows**: on real data in order 1, the papers' own Seen-/Unseen-Avg numbers (``reference.py``) follow
+  the table in a separate block marked "reported (paper), not reproduced"; on synthetic data they are left out.
 * The numbers are the run directories' own: a single run's cell is ``f"{100 * value:.2f}"`` of the value in
   its ``metrics.json``; Seen-/Unseen-Avg are ``RunResult.seen_avg()/unseen_avg()`` (the ``summary`` there).
 
@@ -50,6 +52,8 @@ import yaml
 from .config import ORDERS, load_yaml
 from .errors import LReIDError
 from .io import atomic_write, atomic_write_text, read_text, refuse_foreign
+from .recipes import recipe_keys
+from .reference import ReportedRow, reported_markdown, rows_for
 from .results import RunResult, flatten
 
 DDOF = 1   # sample standard deviation over seeds
@@ -222,6 +226,11 @@ class OrderGroup:
     order: list[str]
     unseen: list[str]
     rows: list[Row]
+    reported: list[ReportedRow] = field(default_factory=list)   # the papers' own numbers (real data, order 1)
+
+    def reference_block(self) -> str:
+        """The reported rows as a separate table after the reproduced ones ("" when there are none)."""
+        return "\n\n" + reported_markdown(self.reported) if self.reported else ""
 
     def columns(self) -> list[tuple[str, str]]:
         return [(d, m) for d in self.order + ["Seen-Avg", "Unseen-Avg"] for m in METRICS]
@@ -314,7 +323,8 @@ class Report:
     runs: list[LoadedRun]
 
     def text(self) -> str:
-        return "\n\n".join(f"Table 2 report, {g.title()}\n{g.markdown_table()}" for g in self.groups)
+        return "\n\n".join(f"Table 2 report, {g.title()}\n{g.markdown_table()}{g.reference_block()}"
+                           for g in self.groups)
 
     def html(self) -> str:
         parts = ["<h3>Table 2 report</h3>",
@@ -349,9 +359,15 @@ def _partition(runs: list[LoadedRun]) -> list[tuple[str, list[LoadedRun]]]:
                     if a.seed == b.seed:
                         raise LReIDError(f"two runs of {a.result.method!r} with the same config and seed {a.seed}: "
                                          f"{a.path} and {b.path}")
-        suffix = ", ".join(f"{k}={members[0].config[k]}" for k in varying)
+        suffix = ", ".join(f"{k}={members[0].config[k] or 'none'}" if k == "recipe" else f"{k}={members[0].config[k]}"
+                           for k in _label_keys(varying))
         out.append((suffix, sorted(members, key=lambda m: _sort_key(m.seed))))
     return out
+
+
+def _label_keys(varying: list[str]) -> list[str]:
+    """The keys a row label names: when runs differ in ``recipe``, the keys the recipes set are left to its name."""
+    return [k for k in varying if k not in recipe_keys()] if "recipe" in varying else varying
 
 
 def _method_rank(method: str) -> tuple[int, int]:
@@ -385,7 +401,7 @@ def build_report(paths: list[str | Path]) -> Report:
                     members_j = [(m, e[j]) for m, e in zip(part, expanded) if j < len(e) and e[j].method == name]
                     rows.append(Row(f"{name} ({suffix})" if suffix else name, method, [e for _, e in members_j],
                                     [m.path for m, _ in members_j], [m.seed for m, _ in members_j]))
-        groups.append(OrderGroup(label, list(order), list(unseen), rows))
+        groups.append(OrderGroup(label, list(order), list(unseen), rows, rows_for(label, [m.config for m in members])))
     return Report(groups, runs)
 
 
@@ -551,7 +567,7 @@ def write_report(report: Report, out: str | Path, figures: bool = True) -> Path:
         atomic_write_text(out / forget_csv, g.forgetting_csv())
         evo = Path("figures") / f"{g.label}_evolution.png"
         fgt = Path("figures") / f"{g.label}_forgetting.png"
-        md += [f"## {g.title()}", "", "### Table 2 report", "", g.markdown_table(), "",
+        md += [f"## {g.title()}", "", "### Table 2 report", "", g.markdown_table() + g.reference_block(), "",
                f"Numbers as CSV: [{table_csv}]({table_csv})", "",
                "### Forgetting / backward transfer", "", g.forgetting_markdown(), "",
                f"CSV: [{forget_csv}]({forget_csv})", ""]

@@ -59,28 +59,62 @@ def lr_factor(cfg: Config, milestones: list[int], step: int, it: int, total_iter
               decay: float | None = None) -> float:
     """Step-decay factor at iteration ``it`` of domain step ``step`` (``total_iters`` in the step).
 
-    ``train.lr_schedule="global"`` (the official code): one clock over the whole order, the epochs trained so far,
-    step * epochs + epoch, so every step after the first trains at lr_decay^2 in the paper profile; a joint step,
+    ``train.lr_schedule="global"`` (the official code): one clock over the whole order, the epochs trained so far
+    (first + (step - 1) * epochs + epoch after the first step, whose ``train.first_epochs`` default to
+    ``train.epochs``), so every step after the first trains at lr_decay^2 in the paper profile; a joint step,
     which trains the whole order's epochs at once, reads the same clock (its own epoch), so all methods see the
     same rate at the same epoch. ``"per_step"``: the epoch within the step, a joint step's milestones at the same
     fraction of its longer step. A milestone m decays the learning rate from epoch m + ``train.milestone_lag`` on,
     by ``decay`` (a parameter group's own factor, e.g. AKA's graph: 0.5) or ``train.lr_decay``. ``later``
     (``train.later_lr`` for the groups on the model's clock) multiplies it from the second domain step on (global
-    clock: from epoch ``train.epochs``, a joint step included; per-step: steps after the first).
+    clock: from epoch ``first`` on, where the second step starts, a joint step included; per-step: steps after the
+    first). The factor ``warmup`` of the same epoch multiplies it all.
     """
     t = cfg.train
+    first = t.first_epochs or t.epochs
     if t.lr_schedule == "global":
-        epoch = it // t.iters_per_epoch + step * t.epochs
-        after_first = epoch >= t.epochs
+        epoch = it // t.iters_per_epoch + (first + (step - 1) * t.epochs if step else 0)
+        after_first = epoch >= first
     else:
-        epoch = it * t.epochs // total_iters
+        epoch = it * (t.epochs if step else first) // total_iters
         after_first = step > 0
     rate = t.lr_decay if decay is None else decay
-    return rate ** sum(epoch >= m + t.milestone_lag for m in milestones) * (later if after_first else 1.0)
+    factor = rate ** sum(epoch >= m + t.milestone_lag for m in milestones) * (later if after_first else 1.0)
+    return factor * warmup(cfg, epoch) if t.warmup_epochs else factor
+
+
+def warmup(cfg: Config, epoch: int) -> float:
+    """Linear warm-up factor of ``epoch`` on the schedule's clock: ``train.warmup_factor`` at epoch 0 rising to 1 at
+    ``train.warmup_epochs`` (``WarmupMultiStepLR`` "linear" of LSTKC/DKP's reid/utils/lr_scheduler.py, stepped
+    once per epoch: f (1 - a) + a, a = epoch / warmup_epochs); 1 from then on."""
+    t = cfg.train
+    if epoch >= t.warmup_epochs:
+        return 1.0
+    alpha = epoch / t.warmup_epochs
+    return t.warmup_factor * (1 - alpha) + alpha
+
+
+def step_epochs(cfg: Config, step: int, joint_steps: int = 0) -> int:
+    """Epochs of domain step ``step``: ``train.first_epochs`` (0: ``train.epochs``) for the first, ``train.epochs``
+    after it; a joint step (``joint_steps`` domains at once) trains the whole order's epochs x
+    ``train.joint_epochs_factor``."""
+    t = cfg.train
+    first = t.first_epochs or t.epochs
+    if joint_steps:
+        return max(1, round((first + (joint_steps - 1) * t.epochs) * t.joint_epochs_factor))
+    return first if step == 0 else t.epochs
+
+
+def epoch_iters(cfg: Config, ts: TrainSet) -> int:
+    """Iterations of one epoch of ``ts``: ``train.iters_per_epoch``, or when 0 the step's training images //
+    (P x K), at least 1 (LSTKC/DKP get_data_loaders.py: ``iters = int(len(train_set) / batch_size)``)."""
+    t = cfg.train
+    return t.iters_per_epoch or max(1, len(ts.records) // (t.p_ids * t.k_imgs))
 
 
 def build_optimizer(cfg: Config, groups: list, device: torch.device, total_iters: int, step: int = 0):
-    """Adam with step decay (paper), or SGD + triangular cyclical LR (seed 2).
+    """Adam (paper) or SGD with momentum (LSTKC/DKP), both with step decay and optional warm-up (``lr_factor``), or
+    SGD + triangular cyclical LR (seed 2).
 
     ``groups``: parameters, or parameter groups with their own ``lr``, ``milestones``, optional ``decay`` and
     ``later_lr`` (absent: 1) (``Method.optim_groups``: PatchKD's sampler and AKA's graph have their own, as the
@@ -95,8 +129,11 @@ def build_optimizer(cfg: Config, groups: list, device: torch.device, total_iters
         sched = torch.optim.lr_scheduler.CyclicLR(opt, t.clr_base_lr, t.clr_max_lr, step_size_up=t.clr_step_size,
                                                   mode="triangular")
         return opt, sched
-    opt = torch.optim.Adam([{"params": g["params"], "lr": g["lr"]} for g in groups], lr=t.lr,
-                           weight_decay=t.weight_decay, fused=device.type == "cuda")
+    param_groups = [{"params": g["params"], "lr": g["lr"]} for g in groups]
+    if t.optimizer == "sgd":
+        opt = torch.optim.SGD(param_groups, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay, nesterov=False)
+    else:
+        opt = torch.optim.Adam(param_groups, lr=t.lr, weight_decay=t.weight_decay, fused=device.type == "cuda")
     lambdas = [lambda it, ms=g["milestones"], later=g.get("later_lr", 1.0), d=g.get("decay"):
                lr_factor(cfg, ms, step, it, total_iters, later, d)
                for g in groups]
@@ -222,12 +259,9 @@ class Trainer:
         return self.result
 
     def train_step(self, step: int, ts: TrainSet) -> None:
-        """One domain step: ``epochs x iters_per_epoch`` iterations of PK batches augmented on the device."""
+        """One domain step: ``step_epochs x iters_per_epoch`` iterations of PK batches augmented on the device."""
         cfg, t = self.cfg, self.cfg.train
-        epochs = t.epochs
-        if self.method.joint:
-            epochs = max(1, round(t.epochs * len(self.bench.train) * t.joint_epochs_factor))
-        total = epochs * t.iters_per_epoch
+        total = step_epochs(cfg, step, len(self.bench.train) if self.method.joint else 0) * epoch_iters(cfg, ts)
         images = self.images(ts.records, f"decode {ts.domain}")
         labels = torch.as_tensor(ts.labels, device=self.device)
         share = distributed.share()

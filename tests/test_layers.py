@@ -95,7 +95,8 @@ def test_bottom_layers_import_nothing_above_them():
     g = graph()
     assert g["lreid_core.errors"] == set() and g["lreid_core.catalog"] == set()
     assert g["lreid_core.io"] <= {"lreid_core.errors"}
-    assert g["lreid_core.config"] <= {"lreid_core.errors", "lreid_core.io", "lreid_core.catalog"}
+    assert g["lreid_core.recipes"] <= {"lreid_core.errors", "lreid_core.io"}
+    assert g["lreid_core.config"] <= {"lreid_core.errors", "lreid_core.io", "lreid_core.catalog", "lreid_core.recipes"}
 
 
 def test_catalog_names_match_what_owns_them():
