@@ -69,11 +69,12 @@ def _pts(x: float) -> str:
     return f"{x + 0.0:.2f}"                 # + 0.0: no "-0.00"
 
 
-def _more_less(diff: float, more: str = "more", less: str = "less") -> str:
-    """``diff`` as "<|diff|> points more/less" (or "as much"), so a sentence holds whichever way results go."""
+def _than(diff: float, ref: str, more: str = "more", less: str = "less") -> str:
+    """``diff`` against ``ref`` as "<|diff|> points more/less than ref" or "as much as ref", so a sentence holds
+    whichever way the results go."""
     if round(diff, 2) == 0:
-        return "as much (difference below 0.01 points)"
-    return f"{_pts(abs(diff))} points {more if diff > 0 else less}"
+        return f"as much as {ref} (within 0.01 points)"
+    return f"{_pts(abs(diff))} points {more if diff > 0 else less} than {ref}"
 
 
 def conclusions(group: OrderGroup, baseline: str = "finetune") -> list[str]:
@@ -85,16 +86,19 @@ def conclusions(group: OrderGroup, baseline: str = "finetune") -> list[str]:
     lines = []
     if len(forget) > 1:
         lo, hi = min(forget, key=forget.get), max(forget, key=forget.get)
-        lines.append(f"Forgetting (mAP points lost on earlier domains by the end of the order): {lo} forgets least "
-                     f"({_pts(forget[lo])}), {hi} most ({_pts(forget[hi])}), {_pts(forget[hi] - forget[lo])} points "
-                     f"apart.")
+        head = "Forgetting (mAP points lost on earlier domains by the end of the order; negative: they improved): "
+        if round(forget[hi] - forget[lo], 2) == 0:
+            lines.append(head + f"all {len(forget)} lifelong methods forget the same ({_pts(forget[lo])}).")
+        else:
+            lines.append(head + f"{lo} forgets least ({_pts(forget[lo])}), {hi} most ({_pts(forget[hi])}), "
+                         f"{_pts(forget[hi] - forget[lo])} points apart.")
         if baseline in forget:
-            lines += [f"{label} forgets {_more_less(f - forget[baseline])} than {baseline}."
+            lines += [f"{label} forgets {_than(f - forget[baseline], baseline)}."
                       for label, f in forget.items() if label != baseline]
     elif forget:
         [(label, f)] = forget.items()
-        lines.append(f"Forgetting (mAP points lost on earlier domains by the end of the order): {label} "
-                     f"{_pts(f)}.")
+        lines.append(f"Forgetting (mAP points lost on earlier domains by the end of the order; negative: they "
+                     f"improved): {label} {_pts(f)}.")
     seen = {r.label: r.value("Seen-Avg", "mAP").mean for r in group.rows}
     if group.unseen:
         unseen = {r.label: r.value("Unseen-Avg", "mAP").mean for r in group.rows}
@@ -113,8 +117,7 @@ def conclusions(group: OrderGroup, baseline: str = "finetune") -> list[str]:
         for r in group.rows:
             if r.joint:
                 lines.append(f"{r.label} (all domains at once, the upper bound) reaches Seen-Avg mAP "
-                             f"{_pts(seen[r.label])}, {_more_less(seen[r.label] - seen[best_seen], 'above', 'below')} "
-                             f"{best_seen}.")
+                             f"{_pts(seen[r.label])}, {_than(seen[r.label] - seen[best_seen], best_seen, 'above', 'below')}.")
     return lines
 
 
