@@ -69,12 +69,12 @@ def _pts(x: float) -> str:
     return f"{x + 0.0:.2f}"                 # + 0.0: no "-0.00"
 
 
-def _than(diff: float, ref: str, more: str = "more", less: str = "less") -> str:
-    """``diff`` against ``ref`` as "<|diff|> points more/less than ref" or "as much as ref", so a sentence holds
-    whichever way the results go."""
+def _than(diff: float, ref: str, more: str = "more than", less: str = "less than", same: str = "as much as") -> str:
+    """``diff`` against ``ref`` as "<|diff|> points more than / less than ref" (or "as much as ref"), so a sentence
+    holds whichever way the results go."""
     if round(diff, 2) == 0:
-        return f"as much as {ref} (within 0.01 points)"
-    return f"{_pts(abs(diff))} points {more if diff > 0 else less} than {ref}"
+        return f"{same} {ref} (within 0.01 points)"
+    return f"{_pts(abs(diff))} points {more if diff > 0 else less} {ref}"
 
 
 def conclusions(group: OrderGroup, baseline: str = "finetune") -> list[str]:
@@ -116,8 +116,9 @@ def conclusions(group: OrderGroup, baseline: str = "finetune") -> list[str]:
         lines.append(text + ".")
         for r in group.rows:
             if r.joint:
+                gap = _than(seen[r.label] - seen[best_seen], best_seen, "above", "below", "level with")
                 lines.append(f"{r.label} (all domains at once, the upper bound) reaches Seen-Avg mAP "
-                             f"{_pts(seen[r.label])}, {_than(seen[r.label] - seen[best_seen], best_seen, 'above', 'below')}.")
+                             f"{_pts(seen[r.label])}, {gap}.")
     return lines
 
 
