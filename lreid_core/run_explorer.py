@@ -64,7 +64,6 @@ def order_choices(cfg: Config) -> dict[str, tuple[str, list[str]]]:
     return choices
 
 
-
 def _pts(x: float) -> str:
     return f"{x + 0.0:.2f}"                 # + 0.0: no "-0.00"
 
@@ -104,7 +103,7 @@ def conclusions(group: OrderGroup, baseline: str = "finetune") -> list[str]:
         unseen = {r.label: r.value("Unseen-Avg", "mAP").mean for r in group.rows}
         gaps = {label: seen[label] - unseen[label] for label in seen}
         above = sum(g > 0 for g in gaps.values())
-        lines.append(f"Seen-Avg minus Unseen-Avg mAP: " + ", ".join(f"{k} {'+' if g >= 0 else '-'}{_pts(abs(g))}"
+        lines.append("Seen-Avg minus Unseen-Avg mAP: " + ", ".join(f"{k} {'+' if g >= 0 else '-'}{_pts(abs(g))}"
                                                                       for k, g in gaps.items())
                      + f" (the seen domains score higher for {above} of {len(gaps)} rows).")
     if lifelong:
