@@ -457,7 +457,7 @@ def evolution_figure(group: OrderGroup):
     panels: list[str | None] = list(group.order) + ([None] if group.unseen else [])
     n = len(group.order)
     ncol = min(len(group.rows), 4)
-    legend_h = 0.3 * math.ceil(len(group.rows) / ncol) + 0.3
+    legend_h = 0.25 * math.ceil(len(group.rows) / ncol) + 0.15
     fig = Figure(figsize=(min(10.5, 1.75 * len(panels) + 0.9), 5.0 + legend_h))
     axes = fig.subplots(2, len(panels), squeeze=False, sharey="row")
     colors = {row.label: f"C{i % 10}" for i, row in enumerate(group.rows)}
@@ -467,14 +467,14 @@ def evolution_figure(group: OrderGroup):
             for row in group.rows:
                 xs, mean, std = _curve(row, metric, domain, n)
                 kw = dict(color=colors[row.label], label=row.label)
-                if row.joint:
-                    ax.plot(xs, mean, marker="*", markersize=11, linestyle="none", **kw)
+                if row.joint:                   # right of the last step's points, so it hides none of them
+                    ax.plot(xs + 0.25, mean, marker="*", markersize=11, linestyle="none", **kw)
                 else:
                     ax.plot(xs, mean, marker="o", markersize=4, **kw)
                     if len(row.results) > 1:
                         ax.fill_between(xs, mean - std, mean + std, color=colors[row.label], alpha=0.15)
             ax.set_xticks(range(1, n + 1))
-            ax.set_xlim(0.7, n + 0.3)
+            ax.set_xlim(0.7, n + 0.5)
             ax.grid(alpha=0.3)
             if i == 0:
                 ax.set_title(domain if domain is not None else "Unseen-Avg", fontsize=FONT["title"])
@@ -486,7 +486,7 @@ def evolution_figure(group: OrderGroup):
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=FONT["label"], frameon=False)
     notes = (["band: ± std over seeds"] if any(len(r.results) > 1 for r in group.rows) else []) + \
-        (["★: joint (one step)"] if any(r.joint for r in group.rows) else [])
+        (["★: joint (one step, after the last)"] if any(r.joint for r in group.rows) else [])
     fig.suptitle(f"Evolution across steps, {group.label}" + (f" ({'; '.join(notes)})" if notes else ""),
                  fontsize=FONT["title"])
     fig.tight_layout(rect=(0, legend_h / fig.get_figheight(), 1, 1))
@@ -504,7 +504,8 @@ def forgetting_figure(group: OrderGroup):
         stats = [r.forgetting(metric) for r in rows]
         means = np.array([s.mean for s in stats])
         errs = np.array([0.0 if math.isnan(s.std) else s.std for s in stats])
-        ax.bar(x + (k - 0.5) * 0.38, np.nan_to_num(means), 0.38, yerr=errs, capsize=3, label=f"forgetting {metric}")
+        ax.bar(x + (k - 0.5) * 0.38, np.nan_to_num(means), 0.38, yerr=errs if errs.any() else None, capsize=3,
+               label=f"forgetting {metric}")
     for i, r in enumerate(rows):
         if math.isnan(r.forgetting().mean):
             ax.text(i, 0, "n/a", ha="center", va="bottom", fontsize=FONT["tick"])
