@@ -415,25 +415,31 @@ def _figure(w: float, h: float, nrows: int = 1, ncols: int = 1):
     return fig, axes
 
 
+FONT = {"title": 11, "label": 10, "tick": 9, "annot": 9}    # points; figures are shown at about 1 in = 100 px
+
+
 def matrix_figure(row: Row, group: OrderGroup, vmax: dict[str, float] | None = None):
-    """Step x domain heatmaps (mAP and R1, %) of one row: seen domains, a divider, then the unseen sets."""
+    """Step x domain heatmaps (mAP and R1, %) of one row: seen domains, a divider, then the unseen sets; each
+    with its colour bar. ``vmax`` per metric fixes the top of the scale (one scale for every row of a report)."""
     import seaborn as sns
 
     r = row.results[0]
     cols = group.order + group.unseen
-    fig, axes = _figure(2 * (0.9 * len(cols) + 1.6), 0.55 * len(r.steps) + 1.8, 1, 2)
+    fig, axes = _figure(2 * (0.55 * len(cols) + 1.6), 0.45 * len(r.steps) + 1.9, 1, 2)
     ylabels = [f"after {t}" for t in r.trained] if r.trained else [f"step {t + 1}" for t in range(len(r.steps))]
     for ax, metric in zip(axes[0], METRICS):
         m = 100 * row.matrix(metric)
-        sns.heatmap(m, annot=True, fmt=".1f", cmap="viridis", ax=ax, cbar=False, vmin=0,
+        sns.heatmap(m, annot=True, fmt=".1f", cmap="viridis", ax=ax, cbar=True, vmin=0,
                     vmax=(vmax or {}).get(metric) or None, xticklabels=cols, yticklabels=ylabels[: m.shape[0]],
-                    annot_kws={"fontsize": 7})
+                    annot_kws={"fontsize": FONT["annot"]}, cbar_kws={"label": f"{metric} (%)", "pad": 0.03})
+        ax.figure.axes[-1].tick_params(labelsize=FONT["tick"])
+        ax.figure.axes[-1].yaxis.label.set_size(FONT["label"])
         if group.unseen:
             ax.axvline(len(group.order), color="white", lw=3)
         ax.set_title(f"{row.label}: {metric} (%)" + (f", mean of {len(row.results)}" if len(row.results) > 1 else ""),
-                     fontsize=9)
-        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
-        ax.tick_params(axis="y", labelrotation=0, labelsize=8)
+                     fontsize=FONT["title"])
+        ax.tick_params(axis="x", labelrotation=30, labelsize=FONT["tick"])
+        ax.tick_params(axis="y", labelrotation=0, labelsize=FONT["tick"])
     fig.tight_layout()
     return fig
 
@@ -460,11 +466,16 @@ def _curve(row: Row, metric: str, domain: str | None, n_steps: int) -> tuple[np.
 
 
 def evolution_figure(group: OrderGroup):
-    """Figs. 4/5: mAP (top) and R1 (bottom) after every step, one panel per seen domain + Unseen-Avg."""
+    """Figs. 4/5: mAP (top) and R1 (bottom) after every step, one panel per seen domain + Unseen-Avg; panels of
+    one metric share their y axis; the legend sits below the panels, off the curves."""
+    from matplotlib.figure import Figure
+
     panels: list[str | None] = list(group.order) + ([None] if group.unseen else [])
     n = len(group.order)
-    extra = 0.7 + 0.075 * max([len(r.label) for r in group.rows] + [4])      # legend column (inches)
-    fig, axes = _figure(3.0 * len(panels) + extra, 5.6, 2, len(panels))
+    ncol = min(len(group.rows), 4)
+    legend_h = 0.25 * math.ceil(len(group.rows) / ncol) + 0.15
+    fig = Figure(figsize=(min(10.5, 1.75 * len(panels) + 0.9), 5.0 + legend_h))
+    axes = fig.subplots(2, len(panels), squeeze=False, sharey="row")
     colors = {row.label: f"C{i % 10}" for i, row in enumerate(group.rows)}
     for i, metric in enumerate(METRICS):
         for j, domain in enumerate(panels):
@@ -472,50 +483,54 @@ def evolution_figure(group: OrderGroup):
             for row in group.rows:
                 xs, mean, std = _curve(row, metric, domain, n)
                 kw = dict(color=colors[row.label], label=row.label)
-                if row.joint:
-                    ax.plot(xs, mean, marker="*", markersize=11, linestyle="none", **kw)
+                if row.joint:                   # right of the last step's points, so it hides none of them
+                    ax.plot(xs + 0.25, mean, marker="*", markersize=11, linestyle="none", **kw)
                 else:
                     ax.plot(xs, mean, marker="o", markersize=4, **kw)
                     if len(row.results) > 1:
                         ax.fill_between(xs, mean - std, mean + std, color=colors[row.label], alpha=0.15)
             ax.set_xticks(range(1, n + 1))
-            ax.set_xlim(0.7, n + 0.3)
+            ax.set_xlim(0.7, n + 0.5)
             ax.grid(alpha=0.3)
             if i == 0:
-                ax.set_title(domain if domain is not None else "Unseen-Avg", fontsize=9)
+                ax.set_title(domain if domain is not None else "Unseen-Avg", fontsize=FONT["title"])
             if i == 1:
-                ax.set_xlabel("training step", fontsize=8)
+                ax.set_xlabel("step", fontsize=FONT["label"])
             if j == 0:
-                ax.set_ylabel(f"{metric} (%)")
-            ax.tick_params(labelsize=7)
+                ax.set_ylabel(f"{metric} (%)", fontsize=FONT["label"])
+            ax.tick_params(labelsize=FONT["tick"])
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center right", fontsize=8, frameon=False)
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=FONT["label"], frameon=False)
     notes = (["band: ± std over seeds"] if any(len(r.results) > 1 for r in group.rows) else []) + \
-        (["★: joint (one step)"] if any(r.joint for r in group.rows) else [])
-    fig.suptitle(f"Evolution across steps, {group.label}" + (f" ({'; '.join(notes)})" if notes else ""), fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1 - extra / fig.get_figwidth(), 1))
+        (["★: joint (one step, after the last)"] if any(r.joint for r in group.rows) else [])
+    fig.suptitle(f"Evolution across steps, {group.label}" + (f" ({'; '.join(notes)})" if notes else ""),
+                 fontsize=FONT["title"])
+    fig.tight_layout(rect=(0, legend_h / fig.get_figheight(), 1, 1))
     return fig
 
 
 def forgetting_figure(group: OrderGroup):
-    """Forgetting (= -BWT, points) in mAP and R1 per row; rows with one step (joint) are marked n/a."""
+    """Forgetting (= -BWT, points) in mAP and R1 per row; rows with one step (joint) are marked n/a; the legend
+    sits above the bars."""
     rows = group.rows
-    fig, axes = _figure(max(4.0, 1.0 * len(rows) + 2), 3.4)
+    fig, axes = _figure(min(10.0, max(4.5, 0.9 * len(rows) + 2.5)), 3.8)
     ax = axes[0, 0]
     x = np.arange(len(rows))
     for k, metric in enumerate(METRICS):
         stats = [r.forgetting(metric) for r in rows]
         means = np.array([s.mean for s in stats])
         errs = np.array([0.0 if math.isnan(s.std) else s.std for s in stats])
-        ax.bar(x + (k - 0.5) * 0.38, np.nan_to_num(means), 0.38, yerr=errs, capsize=3, label=f"forgetting {metric}")
+        ax.bar(x + (k - 0.5) * 0.38, np.nan_to_num(means), 0.38, yerr=errs if errs.any() else None, capsize=3,
+               label=f"forgetting {metric}")
     for i, r in enumerate(rows):
         if math.isnan(r.forgetting().mean):
-            ax.text(i, 0, "n/a", ha="center", va="bottom", fontsize=8)
+            ax.text(i, 0, "n/a", ha="center", va="bottom", fontsize=FONT["tick"])
     ax.axhline(0, color="black", lw=0.8)
-    ax.set_xticks(x, [r.label for r in rows], rotation=20, ha="right", fontsize=8)
-    ax.set_ylabel("points (%)")
-    ax.set_title(f"Forgetting (= -BWT), {group.label}", fontsize=10)
-    ax.legend(fontsize=8)
+    ax.set_xticks(x, [r.label for r in rows], rotation=20, ha="right", fontsize=FONT["tick"])
+    ax.tick_params(axis="y", labelsize=FONT["tick"])
+    ax.set_ylabel("points (%)", fontsize=FONT["label"])
+    ax.set_title(f"Forgetting (= -BWT), {group.label}", fontsize=FONT["title"], pad=24)
+    ax.legend(fontsize=FONT["label"], loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return fig

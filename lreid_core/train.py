@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -152,11 +153,15 @@ class Trainer:
     sets, saves the metrics and a checkpoint into ``run_dir`` (when given) and returns the ``RunResult``.
     ``run_dir`` is owned by one process while it trains (a lock, ``run_dir/.lock``); ``new_run`` also refuses
     a ``run_dir`` that holds a run once the lock is taken (another process may have started one there since).
+    ``on_progress(step, done, total)``, when given, is called after every iteration with the step index and the
+    step's iterations done and in all (notebook 05 draws its progress bar and ETA from it).
     """
 
     def __init__(self, cfg: Config, method: str | Method, bench: Benchmark, run_dir: Path | None = None,
-                 progress: bool = True, tensorboard: bool = True, new_run: bool = False):
+                 progress: bool = True, tensorboard: bool = True, new_run: bool = False,
+                 on_progress: Callable[[int, int, int], None] | None = None):
         self.cfg, self.bench = cfg, bench
+        self.on_progress = on_progress
         self.device = distributed.rank_device(resolve_device(cfg.train.device))
         seed_everything(cfg.train.seed, cfg.train.deterministic)
         self.method = create_method(method, cfg, self.device) if isinstance(method, str) else method
@@ -306,6 +311,8 @@ class Trainer:
             self.scaler.update()
             sched.step()
             self.global_iter += 1
+            if self.on_progress is not None:
+                self.on_progress(step, it + 1, total)
             shown = {LOGGED + k: v for k, v in self.method.logged.items()}   # logged only, e.g. the code's KD value
             for k, v in {**terms, **shown}.items():
                 running[k] = running.get(k, 0) + v.detach()

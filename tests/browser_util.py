@@ -412,3 +412,24 @@ def settled_img(locator, lab: JupyterLab, notebook: str, timeout: float, differs
             raise Timeout(f"timed out after {timeout:.0f} s waiting for a new, settled figure; images seen: "
                           f"{seen} (old: {old}), kernel {lab.kernel_state(notebook)}")
         time.sleep(0.25)
+
+
+# ---- saving and reopening a notebook (notebook 05's reopen case) -------------------------------------------
+def save_notebook(page, lab: JupyterLab, name: str, timeout: float) -> dict:
+    """Ctrl+S in the notebook (command mode), then wait until the served file changed on disk; returns it."""
+    path = lab.root / name
+    before = path.stat().st_mtime_ns
+    page.locator(".jp-NotebookPanel .jp-Notebook").first.click(position={"x": 5, "y": 5})
+    page.keyboard.press("Escape")
+    page.keyboard.press("Control+s")
+    wait_until(lambda: path.stat().st_mtime_ns != before, timeout, f"{name} to be saved", interval=0.3)
+    time.sleep(0.5)                                    # the contents manager writes atomically; let it settle
+    return json.loads(path.read_text())
+
+
+def shutdown_kernel(lab: JupyterLab, name: str) -> None:
+    """Delete ``name``'s session (its kernel stops), as when a notebook is closed and opened another day."""
+    for s in lab.api("/api/sessions"):
+        if Path(s.get("path", "")).name == name:
+            lab.api(f"/api/sessions/{s['id']}", method="DELETE")
+    wait_until(lambda: lab.kernel_state(name) is None, 30, f"{name}: its session to end")

@@ -9,8 +9,11 @@ menu, waits until every code cell has an execution count and the kernel is idle,
 
 * ``02_patch_sampler``: focuses the explorer's "image" slider handle and presses ArrowRight, then clicks the
   last "branch K" toggle; after each, the explorer's figure (the <img> in its output widget) must change.
-* ``05_full_order_runs``: clicks one method in the "methods" list, picks the reversed order in the "order"
-  dropdown, clicks Run; the output area must show a new "Table 2 report" for exactly that selection.
+* ``05_full_order_runs``: after Run All the report's rows must be the methods the picker shows; then it clicks
+  one method in the "methods" list, picks the reversed order in the "order" dropdown, clicks Run: the status
+  must show step / epoch / iteration progress with an ETA, and the page one "Table 2 report" for exactly that
+  selection with three figures; saved, the file's PNG outputs must all name only that row; with the kernel shut
+  down and the page reloaded (a notebook reopened another day), the report must still be shown as plain output.
 
 No cell may show a traceback. Screenshots after the interaction go to ``tests/_artifacts/browser/``
 (``$LREID_BROWSER_ARTIFACTS`` overrides; the paths are printed), with the JupyterLab log beside them. Every
@@ -30,7 +33,7 @@ from pathlib import Path
 import pytest
 
 from browser_util import Browser, Deadline, JupyterLab, error_texts, open_notebook, prompts, run_all_cells, \
-    settled_img, wait_all_executed, wait_until
+    save_notebook, settled_img, shutdown_kernel, wait_all_executed, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -191,56 +194,118 @@ def test_patch_sampler_widgets_respond(browser, lab, page, deadline, artifacts):
     shot(cell.locator(".jp-OutputArea").first, "02_patch_sampler_explorer.png")
 
 
-def test_full_order_runs_run_button_shows_table2(browser, lab, page, deadline, artifacts):
+def report_rows(table) -> list[str]:
+    """Table 2's method rows on the page (the chance row left out)."""
+    return [r.strip() for r in table.locator("tbody tr td:first-child").all_inner_texts()
+            if not r.strip().startswith("chance")]
+
+
+def selected_methods(methods) -> list[str]:
+    return methods.evaluate("s => [...s.selectedOptions].map(o => o.value)")
+
+
+def saved_report(nb: dict) -> tuple[list[int], list[dict]]:
+    """From a saved notebook: the cells whose outputs hold a Table 2, and every PNG output's ``lreid`` metadata."""
+    tables, pngs = [], []
+    for i, cell in enumerate(nb["cells"]):
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if "lreid-table2" in "".join(data.get("text/html", "")):
+                tables.append(i)
+            if "image/png" in data:
+                pngs.append(out.get("metadata", {}).get("lreid", {}))
+    return tables, pngs
+
+
+def test_full_order_runs_report_follows_selection(browser, lab, page, deadline, artifacts):
+    """05: after Run All the picker shows the report's methods; Run with another selection shows a report of
+    exactly that selection (one Table 2 on the page, three figures, progress with an ETA while it trains); saved,
+    closed and reopened without the kernel, the last report is still there as plain output."""
     open_and_run_all(page, lab, RUNS_NB, deadline)
     assert_no_errors(page, RUNS_NB)
 
     run_button = page.locator("button.lreid-run")
     assert run_button.count() == 1, "05: the Run button (class lreid-run) is not rendered (widgets did not load?)"
     explorer = page.locator(".jp-CodeCell", has=run_button)
-    output, status = explorer.locator(".lreid-output"), explorer.locator(".lreid-status")
-    table = output.locator("table.lreid-table2")
+    status = explorer.locator(".lreid-status")
+    tables = page.locator("table.lreid-table2")                  # page-wide: each table exactly once
+    images = page.locator(".jp-OutputArea-output img")          # page-wide: the report's three figures only
     methods = explorer.locator(".widget-select-multiple select")
     order = explorer.locator(".widget-dropdown", has=page.locator(".widget-label", has_text=re.compile("^order$")))
-    methods.scroll_into_view_if_needed()
-    before_order = table.first.get_attribute("data-order") if table.count() else None
 
-    # pick one method with a plain click (deselects the others) and the reversed order from the dropdown
+    # 1. after Run All: one Table 2, its rows = the methods the picker shows as selected, three figures
+    assert tables.count() == 1, f"05: {tables.count()} Table 2s on the page after Run All"
+    assert explorer.locator("table.lreid-table2").count() == 1, "05: the report is not under the controls"
+    assert sorted(report_rows(tables.first)) == sorted(selected_methods(methods)), \
+        (report_rows(tables.first), selected_methods(methods))
+    assert images.count() == 3 and explorer.locator("img").count() == 3, f"05: {images.count()} figures"
+    assert not any("<span" in t for t in page.locator(".jp-OutputArea-output").all_inner_texts()), \
+        "05: raw HTML printed as text"
+    before_order = tables.first.get_attribute("data-order")
+
+    # 2. one method with a plain click (deselects the others), the reversed order, Run
+    methods.scroll_into_view_if_needed()
     methods.locator("option", has_text=re.compile(r"^\s*finetune\s*$")).click()
-    wait_until(lambda: methods.evaluate("s => [...s.selectedOptions].map(o => o.value)") == ["finetune"],
-               deadline.cap(10), "05: only finetune selected", interval=0.2)
+    wait_until(lambda: selected_methods(methods) == ["finetune"], deadline.cap(10), "05: only finetune selected",
+               interval=0.2)
     reversed_label = order.locator("option", has_text=re.compile(r"^reversed")).first.inner_text()
     order.locator("select").select_option(label=reversed_label)
     expected_order = "-".join(d.strip() for d in reversed_label.split(":", 1)[1].split("→"))  # its folder label
     status_before = status.inner_text()
-
     run_button.click()
-    wait_until(lambda: status.inner_text() != status_before, deadline.cap(30), "05: Run to report progress")
+    seen: list[str] = []
     idle_polls = 0
 
     def run_finished():                          # "trained ..." or "error: ..."; a handler that died leaves
-        nonlocal idle_polls                      # "training ..." with an idle kernel (traceback in the log console)
+        nonlocal idle_polls                      # a progress line with an idle kernel (traceback in the log)
         text = status.inner_text()
+        if text != status_before and (not seen or seen[-1] != text):
+            seen.append(text)
         if text.startswith(("trained", "error")):
             return text
         idle_polls = idle_polls + 1 if lab.kernel_state(RUNS_NB) == "idle" else 0
-        assert idle_polls < 5, f"05: the kernel is idle but Run never finished; status: {text!r}"
+        assert idle_polls < 10, f"05: the kernel is idle but Run never finished; status: {text!r}"
         return None
 
-    wait_until(run_finished, deadline.cap(300), "05: the run started by the Run button to finish", interval=1.0)
+    wait_until(run_finished, deadline.cap(300), "05: the run started by the Run button to finish", interval=0.2)
     assert status.inner_text().startswith("trained finetune"), f"05: Run reported: {status.inner_text()}"
-    wait_until(lambda: table.count() == 1 and table.get_attribute("data-order") != before_order,
-               deadline.cap(30), "05: a new Table 2 in the output area", interval=0.5)
+    progress = [t for t in seen if "ETA" in t and "iteration" in t]
+    assert progress, f"05: no step/epoch progress with an ETA while training; status lines seen: {seen}"
+    print(f"05: {len(seen)} status lines while training, e.g. {progress[len(progress) // 2]!r}")
+    wait_until(lambda: tables.count() == 1 and tables.first.get_attribute("data-order") != before_order,
+               deadline.cap(30), "05: a new Table 2 in the report", interval=0.5)
 
-    assert "Table 2 report" in output.inner_text()
+    # 3. the report is exactly the selection: rows, order, figures, and the picker agrees
+    table = tables.first
     if len(expected_order) <= 60:               # longer labels are shortened by the report
         assert table.get_attribute("data-order") == expected_order, (table.get_attribute("data-order"),
                                                                      reversed_label)
-    rows = [r.strip() for r in table.locator("tbody tr td:first-child").all_inner_texts()]
-    assert rows == ["finetune"], f"05: Table 2 rows after Run: {rows}"
-    assert output.locator("img").count() >= 1, "05: the report shows no figures"
+    assert report_rows(table) == ["finetune"], f"05: Table 2 rows after Run: {report_rows(table)}"
+    assert selected_methods(methods) == ["finetune"]
+    assert tables.count() == 1 and images.count() == 3, (tables.count(), images.count())
     assert_no_errors(page, RUNS_NB)
+    report = explorer.locator(".lreid-report")
     scroll_to_top(explorer.locator(".jp-OutputArea").first)
     shot(page, "05_full_order_runs.png")                    # the controls as clicked, the status, Table 2
-    scroll_to_top(output)
+    scroll_to_top(report)
     shot(page, "05_full_order_runs_report.png")             # the report: Table 2 and its figures
+
+    # 4. saved: the file holds one Table 2 and three figures, every one of the selected row only
+    saved = save_notebook(page, lab, RUNS_NB, deadline.cap(30))
+    table_cells, pngs = saved_report(saved)
+    assert len(table_cells) == 1, f"05: the saved notebook holds Table 2 in cells {table_cells}"
+    assert sorted(p.get("figure", "?") for p in pngs) == ["evolution", "forgetting", "matrices"], pngs
+    assert all(p["rows"] == ["finetune"] for p in pngs), f"05: a figure of an unselected method: {pngs}"
+
+    # 5. reopened another day: no kernel, the page loaded afresh; the last report is there as plain output
+    shutdown_kernel(lab, RUNS_NB)
+    page.reload()
+    page.locator(".jp-NotebookPanel .jp-Notebook").first.wait_for(state="visible", timeout=deadline.cap(120) * 1000)
+    wait_until(lambda: tables.count() == 1 and images.count() == 3, deadline.cap(60),
+               "05: the saved report (one Table 2, three figures) after reopening", interval=0.5)
+    assert report_rows(tables.first) == ["finetune"], report_rows(tables.first)
+    cell = page.locator(".jp-CodeCell", has=page.locator("table.lreid-table2"))
+    text = cell.locator(".jp-OutputArea").first.inner_text()
+    assert "Table 2 report" in text and "What the numbers say" in text, text[:500]
+    scroll_to_top(cell.locator(".jp-OutputArea").first)
+    shot(page, "05_full_order_runs_reopened.png")
