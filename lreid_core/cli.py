@@ -342,7 +342,8 @@ def cmd_sampler_study(args) -> None:
     csv_path, png = write_outputs(found, out)
     print("\n" + format_rows(rows(found)))
     print(f"\n(argmax choices over every query image of the order's domains; on person = at least half the cell "
-          f"on the person mask; lift = on person / random cell)\ntable: {csv_path}; figure: {png}")
+          f"on the person mask; lift = on person / random cell; ring = on the grid's outer ring, where a random cell "
+          f"lands 2(h + w - 2) / hw of the time)\ntable: {csv_path}; figure: {png}")
 
 
 def cmd_study(args) -> None:

@@ -23,10 +23,12 @@ ON_PERSON = 0.5      # a cell is on the person when at least this share of its p
 
 @dataclass
 class PersonShare:
-    """One sampler's choices over a set of images: per branch, the share of chosen cells on the person and their
-    mean person cover; the same two for a uniformly random cell (``random_*``, exact expectations)."""
+    """One sampler's choices over a set of images: per branch, the share of chosen cells on the person, their
+    mean person cover and the share on the grid's outer ring; the first two for a uniformly random cell
+    (``random_*``, exact expectations)."""
     on_person: list[float]
     cover: list[float]
+    ring: list[float]
     random_on_person: float
     random_cover: float
     images: int
@@ -61,7 +63,15 @@ def person_share(method, paths: list[str], size: tuple[int, int], batch: int = 2
     chosen = (masks * fracs[:, None]).sum(-1)                           # (N, K) cover of the chosen cell
     on = (fracs >= ON_PERSON).float()
     return PersonShare(on_person=(chosen >= ON_PERSON).float().mean(0).tolist(), cover=chosen.mean(0).tolist(),
+                       ring=(masks * outer_ring(grid).flatten()).sum(-1).mean(0).tolist(),
                        random_on_person=on.mean().item(), random_cover=fracs.mean().item(), images=len(paths))
+
+
+def outer_ring(grid: tuple[int, int]) -> torch.Tensor:
+    """(h, w) float mask of the grid's outer ring (first and last row and column)."""
+    ring = torch.ones(grid)
+    ring[1:-1, 1:-1] = 0
+    return ring
 
 
 def share_rows(shares: dict[str, PersonShare]) -> list[dict]:
@@ -72,7 +82,7 @@ def share_rows(shares: dict[str, PersonShare]) -> list[dict]:
         row |= {f"branch {r + 1}": round(v, 3) for r, v in enumerate(s.on_person)}
         row |= {"mean": round(s.mean_on_person, 3), "random cell": round(s.random_on_person, 3),
                 "lift": round(s.lift, 2), "cover": round(sum(s.cover) / len(s.cover), 3),
-                "random cover": round(s.random_cover, 3)}
+                "random cover": round(s.random_cover, 3), "ring": round(sum(s.ring) / len(s.ring), 3)}
         rows.append(row)
     return rows
 

@@ -23,7 +23,8 @@ from .io import atomic_write, atomic_write_text
 from .sampler_stats import PersonShare, person_share, query_paths
 from .study import train_or_reuse
 
-COLUMNS = ["variant", "routing", "gamma3", "step", "images", "mean", "random cell", "lift", "cover", "branches"]
+COLUMNS = ["variant", "routing", "gamma3", "step", "images", "mean", "random cell", "lift", "cover", "branches",
+           "ring", "ring branches"]
 
 
 def variant_config(cfg: Config, routing: str, gamma3: float) -> Config:
@@ -68,15 +69,16 @@ def rows(found: dict[str, dict[int, PersonShare]]) -> list[list[str]]:
         for step, s in steps.items():
             out.append([name, routing, gamma3, str(step), str(s.images), f"{100 * s.mean_on_person:.1f}",
                         f"{100 * s.random_on_person:.1f}", f"{s.lift:.2f}", f"{100 * sum(s.cover) / len(s.cover):.1f}",
-                        "/".join(f"{100 * v:.0f}" for v in s.on_person)])
+                        "/".join(f"{100 * v:.0f}" for v in s.on_person), f"{100 * sum(s.ring) / len(s.ring):.1f}",
+                        "/".join(f"{100 * v:.0f}" for v in s.ring)])
     return out
 
 
 def format_rows(table: list[list[str]]) -> str:
-    head = ["variant", "step", "on person %", "random %", "lift", "cover %", "per branch %"]
-    shown = [[r[0], r[3], r[5], r[6], r[7], r[8], r[9]] for r in table]
+    head = ["variant", "step", "on person %", "random %", "lift", "cover %", "per branch %", "ring %", "ring per branch %"]
+    shown = [[r[0], r[3], r[5], r[6], r[7], r[8], r[9], r[10], r[11]] for r in table]
     widths = [max(len(r[i]) for r in [head] + shown) for i in range(len(head))]
-    line = lambda r: "  ".join(c.ljust(w) if i in (0, 6) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+    line = lambda r: "  ".join(c.ljust(w) if i in (0, 6, 8) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
     return "\n".join([line(head), "-" * len(line(head))] + [line(r) for r in shown])
 
 
