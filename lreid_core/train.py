@@ -235,6 +235,7 @@ class Trainer:
         resume, self.pending = self.pending, None
         if resume is None:
             self.method.before_step(step, ts.num_classes)
+            self.method.start_domain(step, images, labels)
         modules, params = list(self.method.modules().values()), self.method.parameters()
         if t.sync_bn and share[1] > 1:
             for m in modules:
@@ -290,6 +291,7 @@ class Trainer:
         distributed.average_buffers(modules)
         self.method.consolidate(step, images)
         self.method.after_step(step)
+        self.method.end_domain(step, images, labels)
 
     def restore_step(self, ckpt: dict, opt, sched, sampler: DistributedPKSampler, gen: torch.Generator) -> None:
         """Load a mid-step checkpoint's optimiser, scheduler, sampler and augmentation states; one line naming

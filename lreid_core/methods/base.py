@@ -102,6 +102,15 @@ class Method:
     def after_step(self, step: int) -> None:
         pass
 
+    def start_domain(self, step: int, images: torch.Tensor, labels: torch.Tensor) -> None:
+        """After ``before_step`` of a fresh step (not on resume): the step's training images (uint8, N x 3 x H x W)
+        and global labels, for a method whose official code initialises from the new domain (DKP's classifier
+        rows). Default: nothing."""
+
+    def end_domain(self, step: int, images: torch.Tensor, labels: torch.Tensor) -> None:
+        """After ``after_step``: the step's training images and labels once more, for a method that summarises a
+        domain before its data is gone (DKP's prototypes). Default: nothing."""
+
     @torch.no_grad()
     def embed(self, x: torch.Tensor, task: int | None = None, variant: str = "") -> torch.Tensor:
         """Retrieval features; ``task`` is the test domain's step index (None for unseen domains)."""
