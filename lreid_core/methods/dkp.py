@@ -57,6 +57,7 @@ import torch
 import torch.nn.functional as F
 
 from ..catalog import feature_grid
+from ..config import Config
 from ..data.augment import normalize
 from ..losses import smoothed_cross_entropy
 from ..models.dkp import DistributionHead, sample_candidates
@@ -156,7 +157,7 @@ def modes(*modules: torch.nn.Module, training: bool) -> Iterator[None]:
 class DKP(Method):
     """IDM + DPG + PKT over the shared Trainer (see the module docstring)."""
 
-    def __init__(self, cfg, device):
+    def __init__(self, cfg: Config, device: torch.device):
         super().__init__(cfg, device)
         self.prototypes = self.empty_store()                 # DPG's store: mean, std, labels, steps
         self.previous: dict[str, torch.Tensor] = {}          # the previous step's weights, for the fusion

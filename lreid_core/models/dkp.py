@@ -1,7 +1,7 @@
 """DKP's instance-level distribution modelling network (IDM, Xu et al. CVPR 2024, Fig. 2b): from the backbone's
 feature map, an instance centre c_i (the mean branch: pooling + linear) and an instance standard deviation v_i (the
-variance branch: conv + pooling + linear), as the official code's ``ResNetSimCLR`` (``reid/models/resnet_uncertainty.py``)
-computes them on top of its backbone."""
+variance branch: conv + pooling + linear), as the official code's ``ResNetSimCLR``
+(``reid/models/resnet_uncertainty.py``) computes them on top of its backbone."""
 from __future__ import annotations
 
 import torch
