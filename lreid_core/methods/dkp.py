@@ -183,7 +183,7 @@ class DKP(Method):
 
     def distribution(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """``centre`` and ``std`` (B, D), ``candidates`` (B, 1 + n, D) and their ``logits`` (B, 1 + n, classes)."""
-        centre, std = self.idm(self.model.backbone(x))
+        centre, std = (v.float() for v in self.idm(self.model.backbone(x)))     # fp32 under autocast too
         candidates = sample_candidates(centre, std, self.cfg.method.dkp_samples)
         b, s, d = candidates.shape
         logits = self.model.head(candidates.reshape(b * s, d))[1].view(b, s, -1)
@@ -196,11 +196,13 @@ class DKP(Method):
         if t.ce_classes == "current":
             offset = logits.shape[-1] - self.class_blocks()[-1]
             logits, target = logits[..., offset:], labels - offset
-        terms = {"ce": distribution_ce(logits, target, t.label_smoothing, self.label_space),
-                 "triplet": m.dkp_triplet_weight * set_triplet_loss(out["candidates"], labels, m.dkp_triplet_margin)}
-        if len(self.prototypes["mean"]):
-            terms["proto"] = m.dkp_proto_weight * prototype_transfer_loss(
-                out["centre"], self.prototypes["mean"], self.prototypes["std"], m.dkp_lambda1, m.dkp_lambda2)
+        with torch.autocast(x.device.type, enabled=False):                     # every term in fp32
+            terms = {"ce": distribution_ce(logits, target, t.label_smoothing, self.label_space),
+                     "triplet": m.dkp_triplet_weight * set_triplet_loss(out["candidates"], labels,
+                                                                        m.dkp_triplet_margin)}
+            if len(self.prototypes["mean"]):
+                terms["proto"] = m.dkp_proto_weight * prototype_transfer_loss(
+                    out["centre"], self.prototypes["mean"], self.prototypes["std"], m.dkp_lambda1, m.dkp_lambda2)
         return terms
 
     # ---- domain passes -----------------------------------------------------------------------------------------
