@@ -289,9 +289,8 @@ class Trainer:
                                  "generator": gen.get_state()})
         self.carry = carry_optimizer_state(opt, named) if t.lr_schedule == "global" else {}
         distributed.average_buffers(modules)
-        self.method.consolidate(step, images)
+        self.method.consolidate(step, images, labels)
         self.method.after_step(step)
-        self.method.end_domain(step, images, labels)
 
     def restore_step(self, ckpt: dict, opt, sched, sampler: DistributedPKSampler, gen: torch.Generator) -> None:
         """Load a mid-step checkpoint's optimiser, scheduler, sampler and augmentation states; one line naming

@@ -10,8 +10,7 @@ from lreid_core.config import load_config
 from lreid_core.data.augment import normalize
 from lreid_core.data.benchmark import build_benchmark
 from lreid_core.methods import create_method
-from lreid_core.methods.dkp import (DKP, distribution_ce, fuse_states, identity_prototypes, prototype_transfer_loss,
-                                    set_triplet_loss)
+from lreid_core.methods.dkp import DKP, distribution_ce, identity_prototypes, prototype_transfer_loss, set_triplet_loss
 from lreid_core.train import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")   # fixture in tests/conftest.py
@@ -31,8 +30,8 @@ def make(steps: float = 2, **method) -> DKP:
     m.before_step(0, CLASSES)
     if steps > 1:
         imgs, labels = images(CLASSES)
+        m.consolidate(0, imgs, labels)
         m.after_step(0)
-        m.end_domain(0, imgs, labels)
     if steps == 2:
         m.before_step(1, CLASSES)
         m.start_domain(1, *images(CLASSES, seed=3))
@@ -105,8 +104,7 @@ def test_prototypes_match_the_models_features():
     the std is at least the spread of those centres; running statistics stay untouched with batch statistics."""
     m = make(steps=1, dkp_proto_bn="running")
     imgs, labels = images(4, 5, seed=7)
-    m.after_step(0)
-    m.end_domain(0, imgs, labels)
+    m.consolidate(0, imgs, labels)
     m.train(False)
     with torch.no_grad():
         centres, stds = m.idm(m.model.backbone(normalize(imgs)))
@@ -118,7 +116,7 @@ def test_prototypes_match_the_models_features():
         assert torch.allclose(m.prototypes["std"][k], var.sqrt(), atol=1e-5)
     batch_mode = make(steps=1)
     before = [b.clone() for b in batch_mode.model.buffers()]
-    batch_mode.end_domain(0, imgs, labels)
+    batch_mode.consolidate(0, imgs, labels)
     assert all(torch.equal(u, v) for u, v in zip(before, batch_mode.model.buffers()))
     assert not torch.allclose(batch_mode.prototypes["mean"], m.prototypes["mean"])   # batch vs running statistics
 
@@ -127,8 +125,7 @@ def test_store_keeps_the_last_step_or_all():
     for keep, expected in (("last", [1] * CLASSES), ("all", [0] * CLASSES + [1] * CLASSES)):
         m = make(dkp_proto_keep=keep)
         imgs, labels = images(CLASSES, seed=3)
-        m.after_step(1)
-        m.end_domain(1, imgs, labels + CLASSES)
+        m.consolidate(1, imgs, labels + CLASSES)
         assert m.prototypes["steps"].tolist() == expected
 
 
@@ -168,26 +165,38 @@ def test_classifier_rows_start_at_the_class_centres():
     assert not torch.allclose(make(dkp_classifier_init="random").model.head.classifier.blocks[1].weight, rows)
 
 
-def test_fusion_averages_old_weights_and_keeps_the_new_block():
-    old = {"w": torch.ones(2), "n": torch.tensor(3)}
-    new = {"w": torch.full((2,), 3.0), "n": torch.tensor(5), "block1": torch.ones(4)}
-    fused = fuse_states(new, old, 0.5)
-    assert fused["w"].tolist() == [2.0, 2.0] and fused["n"] == 5 and torch.equal(fused["block1"], new["block1"])
-
-
-def test_fusion_with_an_unchanged_copy_changes_nothing():
-    """The frozen copy of the student kept for the fusion (DKP distils from no teacher): fusing the model with an
-    identical copy of itself leaves it as it is; once the model moves, the fusion lands half way."""
+def test_fusion_averages_with_the_previous_step_and_keeps_the_new_block():
     m = make()
-    m.previous = {f"{k}.{n}": v.clone() for k, mod in m.modules().items() for n, v in mod.state_dict().items()}
-    before = {k: v.clone() for k, v in m.model.state_dict().items()}
-    m.after_step(1)
-    assert all(torch.equal(before[k], v) for k, v in m.model.state_dict().items())
+    imgs, labels = images(CLASSES, seed=3)
     with torch.no_grad():
-        m.idm.mean.weight.add_(1.0)
-    start = m.previous["extra.idm.mean.weight"].clone()
-    m.after_step(2)
-    assert torch.allclose(m.idm.mean.weight, start + 0.5)
+        for p in list(m.model.parameters()) + list(m.extra.parameters()):
+            p.add_(0.1 * torch.randn_like(p))
+    new, old = m.model.state_dict(), m.old.state_dict()
+    new, old = {k: v.clone() for k, v in new.items()}, {k: v.clone() for k, v in old.items()}
+    new_idm, old_idm = m.idm.mean.weight.clone(), m.old_extra["idm"].mean.weight.clone()
+    m.consolidate(1, imgs, labels + CLASSES)
+    fused = m.model.state_dict()
+    for k in ("backbone.stem.0.weight", "head.classifier.blocks.0.weight", "head.necks.0.running_var"):
+        assert torch.allclose(fused[k], 0.5 * new[k] + 0.5 * old[k], atol=1e-6), k
+    assert torch.equal(fused["head.classifier.blocks.1.weight"], new["head.classifier.blocks.1.weight"])
+    assert torch.allclose(m.idm.mean.weight, 0.5 * new_idm + 0.5 * old_idm, atol=1e-6)
+    off = make(dkp_fusion=1.0)
+    before = {k: v.clone() for k, v in off.model.state_dict().items()}
+    off.consolidate(1, imgs, labels + CLASSES)
+    assert all(torch.equal(before[k], v) for k, v in off.model.state_dict().items())
+
+
+def test_fusion_with_a_frozen_copy_of_the_student_changes_nothing():
+    """DKP distils from no teacher; its frozen copy (``freeze_teacher``) is the fusion partner, and fusing the
+    student with a copy of itself leaves it as it is (the prototypes are rebuilt all the same)."""
+    m = make()
+    m.freeze_teacher()
+    before = {k: v.clone() for k, v in m.model.state_dict().items()}
+    before_idm = {k: v.clone() for k, v in m.extra.state_dict().items()}
+    m.consolidate(1, *images(CLASSES, seed=3))
+    assert all(torch.equal(before[k], v) for k, v in m.model.state_dict().items())
+    assert all(torch.equal(before_idm[k], v) for k, v in m.extra.state_dict().items())
+    assert m.prototypes["steps"].tolist() == [1] * CLASSES
 
 
 def test_state_round_trips_through_a_weights_only_checkpoint(tmp_path):
@@ -198,8 +207,9 @@ def test_state_round_trips_through_a_weights_only_checkpoint(tmp_path):
     fresh.load_state_dict(state)
     for k, v in m.prototypes.items():
         assert torch.equal(fresh.prototypes[k], v)
-    assert fresh.previous.keys() == m.previous.keys()
-    assert all(torch.equal(fresh.previous[k], v) for k, v in m.previous.items())
+    for key, module in (("old", m.old), ("old_extra", m.old_extra)):
+        restored = getattr(fresh, key).state_dict()
+        assert all(torch.equal(restored[k], v) for k, v in module.state_dict().items()), key
     x, _ = batch()
     fresh.train(False), m.train(False)
     assert torch.equal(fresh.embed(x), m.embed(x))

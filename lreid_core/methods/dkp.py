@@ -15,10 +15,10 @@ No exemplar and no old model is used in training: the old domain lives on as one
   is pulled towards its affinity seen through the prototypes (``prototype_transfer_loss``).
 * DPG, prototype generation (Fig. 2d, Eqs. 4-5): after a step, every identity's mean of c_i and the std of the
   mixture of its images' Gaussians (``identity_prototypes``), kept in ``self.prototypes`` (plain tensors in
-  ``state_dict``) from images the Trainer passes to ``end_domain``.
+  ``state_dict``) from the step's images the Trainer passes to ``consolidate``.
 * What the code does beyond the figure: after every step but the first the trained model is averaged with the
-  previous step's (``fuse_states``; ``linear_combination`` with 0.5), and a new step's class rows start at the
-  L2-normalised class centres of its images (``initial_classifier``), both before evaluation.
+  previous step's (``consolidate``, before the step's evaluation; ``linear_combination`` with 0.5), and a new
+  step's class rows start at the L2-normalised class centres of its images (``initial_classifier``).
 
 Retrieval uses c_i (``dkp_embed="centre"``; the code's eval output ``out_mean``), Euclidean as every method here.
 
@@ -51,6 +51,7 @@ width), one BN neck + one classifier (here ``model.neck``), CE without label smo
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Iterator
 
 import torch
@@ -63,6 +64,7 @@ from ..losses import smoothed_cross_entropy
 from ..models.dkp import DistributionHead, sample_candidates
 from ..models.heads import batch_statistics
 from .base import Method
+from .lstkc import fuse_models
 from .registry import register
 
 
@@ -125,20 +127,6 @@ def identity_prototypes(centres: torch.Tensor, stds: torch.Tensor, labels: torch
     return ids, mean, var.clamp_min(0).sqrt()
 
 
-def fuse_states(new: dict[str, torch.Tensor], old: dict[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:
-    """The code's ``linear_combination``: alpha * new + (1 - alpha) * old for every floating tensor both states hold
-    with the same shape (weights and BN statistics); the rest (this step's new class block and neck, integer
-    counters) stays the new model's."""
-    fused = {}
-    for key, value in new.items():
-        before = old.get(key)
-        if before is not None and before.shape == value.shape and value.is_floating_point():
-            fused[key] = alpha * value + (1 - alpha) * before.to(value)
-        else:
-            fused[key] = value
-    return fused
-
-
 @contextlib.contextmanager
 def modes(*modules: torch.nn.Module, training: bool) -> Iterator[None]:
     """Every module in ``training`` mode inside the block; their own modes restored after it."""
@@ -160,7 +148,7 @@ class DKP(Method):
     def __init__(self, cfg: Config, device: torch.device):
         super().__init__(cfg, device)
         self.prototypes = self.empty_store()                 # DPG's store: mean, std, labels, steps
-        self.previous: dict[str, torch.Tensor] = {}          # the previous step's weights, for the fusion
+        self.old_extra: torch.nn.ModuleDict | None = None    # the previous step's IDM head (fused with the model)
 
     def empty_store(self) -> dict[str, torch.Tensor]:
         dim = self.model.feat_dim
@@ -232,26 +220,30 @@ class DKP(Method):
         with torch.no_grad():
             block.weight[ids - offset] = F.normalize(mean, dim=1).to(block.weight)
 
-    def after_step(self, step: int) -> None:
-        """From the second step on the trained model is averaged with the previous step's (``dkp_fusion``); then
-        this step's (fused) weights are kept for the next step's fusion."""
+    def consolidate(self, step: int, images: torch.Tensor, labels: torch.Tensor | None = None) -> None:
+        """From the second step on, the trained model and IDM head are averaged with the previous step's
+        (``dkp_fusion``; the code's ``linear_combination``, here ``lstkc.fuse_models``); then DPG builds this step's
+        prototypes with the fused model (``dkp_proto_bn``), replacing the store (``dkp_proto_keep="last"``) or added
+        to it (``"all"``)."""
         alpha = self.cfg.method.dkp_fusion
-        if step > 0 and alpha < 1:
-            for key, module in self.modules().items():
-                old = {k.removeprefix(key + "."): v for k, v in self.previous.items() if k.startswith(key + ".")}
-                module.load_state_dict(fuse_states(module.state_dict(), old, alpha))
-        self.previous = {f"{k}.{n}": v.detach().clone() for k, mod in self.modules().items()
-                         for n, v in mod.state_dict().items()}
-
-    def end_domain(self, step: int, images: torch.Tensor, labels: torch.Tensor) -> None:
-        """DPG: this step's prototypes from the (fused) model (``dkp_proto_bn``), replacing the store
-        (``dkp_proto_keep="last"``) or added to it (``"all"``)."""
+        if self.old is not None and alpha < 1:
+            fuse_models(self.model, self.old, alpha)
+            fuse_models(self.extra, self.old_extra, alpha)
         centres, stds = self.domain_statistics(images, self.cfg.method.dkp_proto_bn == "batch")
         ids, mean, std = identity_prototypes(centres, stds, labels.to(self.device))
         new = {"mean": mean, "std": std, "labels": ids, "steps": torch.full_like(ids, step)}
         if self.cfg.method.dkp_proto_keep == "all":
             new = {k: torch.cat([self.prototypes[k], v]) for k, v in new.items()}
         self.prototypes = new
+
+    def after_step(self, step: int) -> None:
+        """The (fused) model and IDM head, frozen: the next step's fusion partner (no teacher: DKP distils from none
+        of them)."""
+        self.freeze_teacher()
+
+    def freeze_teacher(self) -> None:
+        super().freeze_teacher()
+        self.old_extra = copy.deepcopy(self.extra).eval().requires_grad_(False)
 
     @torch.no_grad()
     def embed(self, x: torch.Tensor, task: int | None = None, variant: str = "") -> torch.Tensor:
@@ -263,10 +255,12 @@ class DKP(Method):
     def state_dict(self) -> dict:
         state = super().state_dict()
         state["prototypes"] = {k: v.detach().clone() for k, v in self.prototypes.items()}
-        state["previous"] = {k: v.detach().clone() for k, v in self.previous.items()}
+        state["old_extra"] = self.old_extra.state_dict() if self.old_extra is not None else None
         return state
 
     def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
+        self.old_extra = None
+        super().load_state_dict(state)                       # freeze_teacher() copies the IDM head with f^o
         self.prototypes = {k: state["prototypes"][k].to(self.device) for k in ("mean", "std", "labels", "steps")}
-        self.previous = {k: v.to(self.device) for k, v in state["previous"].items()}
+        if self.old_extra is not None:
+            self.old_extra.load_state_dict(state["old_extra"])
