@@ -170,6 +170,24 @@ class MethodConfig:
     lstkc_consolidate: bool = True      # E-LTKC's parameter fusion after each step (continual_train.linear_combination)
     lstkc_fusion_tau: float = 0.01      # affinity temperature of the fusion weight: softmax(cos * 100)
                                         # (continual_train.get_normal_affinity, Norm=100)
+    # DKP (Xu et al., CVPR 2024), defaults of its code zhoujiahuan1991/CVPR2024-DKP: see methods/dkp.py
+    dkp_samples: int = 6                # feature candidates drawn per image (--n_sampling 6, continual_train.py)
+    dkp_triplet_weight: float = 1.5     # weight of the set triplet L_tri-d (reid/trainer.py: loss_tp * 1.5)
+    dkp_triplet_margin: float = 0.0     # 0: soft margin (code: TripletLoss_set(margin=None) -> SoftMarginLoss)
+    dkp_proto_weight: float = 0.1       # weight of L_proto-d (--AF_weight 0.1)
+    dkp_lambda1: float = 0.1            # temperature of the centre-to-prototype relation (--lambda_1 0.1)
+    dkp_lambda2: float = 0.1            # temperature of both affinity matrices (--lambda_2 0.1)
+    dkp_fusion: float = 0.5             # weight of the new model when it is averaged with the previous step's
+                                        # after every step but the first (code: linear_combination(.., 0.5)); 1: none
+    dkp_classifier_init: str = "centres"    # centres (code: a step's new class rows = its L2-normalised class
+                                            # centres, from the second step on) | random (the shared head's init)
+    dkp_proto_keep: str = "last"        # last (code: only the previous step's prototypes, stages=1) | all steps'
+    dkp_proto_bn: str = "batch"         # batch (code: prototypes extracted in train mode, BN on batch statistics)
+                                        # | running (eval mode)
+    dkp_proto_batch: int = 128          # images per prototype-extraction batch (code: init_loader batch_size 128)
+    dkp_embed: str = "centre"           # centre (code: retrieval on the L2-normalised centre c_i) | bn (its BN neck)
+    dkp_var_kernel: int = 8             # variance branch's conv kernel (code: pool_len 8), cut to the feature map
+    dkp_gem_p: float = 3.0              # GeM power of both branches (code: GeneralizedMeanPoolingP(3))
 
 
 @dataclass
@@ -448,7 +466,8 @@ def validate(cfg: Config) -> None:
         raise LReIDError(f"method.k (patches per image) must be >= 1, got {m.k}")
     for name in ("tau", "gamma0", "gamma1", "gamma2", "gamma3", "cov_lambda", "cov_alpha", "cov_beta", "cov_triplet",
                  "spd_weight", "huber_delta", "sampler_lr", "aka_plasticity", "aka_stability", "aka_lr", "crl_beta",
-                 "crl_weight", "lstkc_weight"):
+                 "crl_weight", "lstkc_weight", "dkp_triplet_weight",
+                 "dkp_triplet_margin", "dkp_proto_weight"):
         value = getattr(m, name)
         if not math.isfinite(value) or value < 0:
             raise LReIDError(f"method.{name} must be a finite non-negative number, got {value}")
@@ -482,6 +501,10 @@ def validate(cfg: Config) -> None:
                "form": (cfg.form, ("code", "text")),
                "method.cov_eval": (m.cov_eval, ("concat", "mean")),
                "method.aka_teacher": (m.aka_teacher, ("train", "frozen")),
+               "method.dkp_classifier_init": (m.dkp_classifier_init, ("centres", "random")),
+               "method.dkp_proto_keep": (m.dkp_proto_keep, ("last", "all")),
+               "method.dkp_proto_bn": (m.dkp_proto_bn, ("batch", "running")),
+               "method.dkp_embed": (m.dkp_embed, ("centre", "bn")),
                "data.synth_variant": (d.synth_variant, SYNTH_VARIANTS),
                "model.small_stride": (str(cfg.model.small_stride), ("8", "4"))}
     for key, (value, valid) in choices.items():
@@ -547,6 +570,14 @@ def _validate_relations(cfg: Config) -> None:
                          f"{m.aka_sigma}, {m.aka_dropout}, {m.aka_decay}")
     if any(ms <= 0 for ms in m.aka_milestones):
         raise LReIDError(f"method.aka_milestones must be positive epochs, got {m.aka_milestones}")
+    if m.dkp_samples < 1 or m.dkp_var_kernel < 1 or m.dkp_proto_batch < 2:
+        raise LReIDError(f"method.dkp_samples and dkp_var_kernel must be >= 1 and dkp_proto_batch >= 2, got "
+                         f"{m.dkp_samples}, {m.dkp_var_kernel}, {m.dkp_proto_batch}")
+    for name in ("dkp_lambda1", "dkp_lambda2", "dkp_gem_p"):
+        if not (math.isfinite(getattr(m, name)) and getattr(m, name) > 0):
+            raise LReIDError(f"method.{name} must be a positive number, got {getattr(m, name)}")
+    if not 0 < m.dkp_fusion <= 1:
+        raise LReIDError(f"method.dkp_fusion (the new model's weight) must be in (0, 1], got {m.dkp_fusion}")
     if m.scorer_hidden < 0:
         raise LReIDError(f"method.scorer_hidden must be >= 0 (0: 2C), got {m.scorer_hidden}")
     order = resolve_order(d.order)

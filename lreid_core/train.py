@@ -274,6 +274,7 @@ class Trainer:
         resume, self.pending = self.pending, None
         if resume is None:
             self.method.before_step(step, ts.num_classes)
+            self.method.start_domain(step, images, labels)
         modules, params = list(self.method.modules().values()), self.method.parameters()
         if t.sync_bn and share[1] > 1:
             for m in modules:
@@ -329,7 +330,7 @@ class Trainer:
                                  "generator": gen.get_state()})
         self.carry = carry_optimizer_state(opt, named) if t.lr_schedule == "global" else {}
         distributed.average_buffers(modules)
-        self.method.consolidate(step, images)
+        self.method.consolidate(step, images, labels)
         self.method.after_step(step)
 
     def restore_step(self, ckpt: dict, opt, sched, sampler: DistributedPKSampler, gen: torch.Generator) -> None:

@@ -95,12 +95,18 @@ class Method:
     def loss(self, x: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.reid_terms(self.model(x), labels)
 
-    def consolidate(self, step: int, images: torch.Tensor) -> None:
+    def consolidate(self, step: int, images: torch.Tensor, labels: torch.Tensor | None = None) -> None:
         """Runs after training on a domain, before ``after_step``, with that step's training images (uint8,
-        (N, 3, H, W), un-augmented). Default: nothing (LSTKC fuses its long- and short-term models here)."""
+        (N, 3, H, W), un-augmented) and their global labels. Default: nothing (LSTKC fuses its long- and short-term
+        models here; DKP fuses and builds its prototypes)."""
 
     def after_step(self, step: int) -> None:
         pass
+
+    def start_domain(self, step: int, images: torch.Tensor, labels: torch.Tensor) -> None:
+        """After ``before_step`` of a fresh step (not on resume): the step's training images (uint8, N x 3 x H x W)
+        and global labels, for a method whose official code initialises from the new domain (DKP's classifier
+        rows). Default: nothing."""
 
     @torch.no_grad()
     def embed(self, x: torch.Tensor, task: int | None = None, variant: str = "") -> torch.Tensor:

@@ -161,7 +161,7 @@ class LSTKC(Method):
                                                                     m.lstkc_rectify, m.lstkc_target_grad)
         return terms
 
-    def consolidate(self, step: int, images: torch.Tensor) -> None:
+    def consolidate(self, step: int, images: torch.Tensor, labels: torch.Tensor | None = None) -> None:
         """E-LTKC: estimate alpha_t on the step's training images and fuse M*_t with M_{t-1} (from the second step)."""
         m = self.cfg.method
         if self.old is None or not m.lstkc_consolidate:
