@@ -23,7 +23,7 @@ DEFAULT_UNSEEN: list[str] = ["synth_u1", "synth_u2"]
 SYNTH_VARIANTS: tuple[str, ...] = ("premise", "conflict", "pretrain")
 """``data.synth_variant`` values: the keys of ``data.synthetic.STYLE_VARIANTS``."""
 
-METHODS: tuple[str, ...] = ("finetune", "spd", "lwf", "crl", "aka", "patchkd", "dkp", "lstkc", "covariance", "joint")
+METHODS: tuple[str, ...] = ("finetune", "spd", "lwf", "crl", "aka", "patchkd", "lstkc", "dkp", "covariance", "joint")
 """Every method the registry (``lreid_core.methods``) may register, in table-row order; a new method adds its
 name here and registers under it."""
 

@@ -7,7 +7,8 @@ temporary ``LREID_CACHE`` inherited by the kernels) serves a temporary copy of t
 the system Chromium (``/usr/bin/chromium``). For each notebook the test opens it, runs all cells from the Run
 menu, waits until every code cell has an execution count and the kernel is idle, then acts as a person:
 
-* ``02_patch_sampler``: focuses the explorer's "image" slider handle and presses ArrowRight, then clicks the
+* ``02_patch_sampler``: the person-share table and its computed verdict are shown once; focuses the explorer's
+  "image" slider handle and presses ArrowRight, then clicks the
   last "branch K" toggle; after each, the explorer's figure (the <img> in its output widget) must change.
 * ``05_full_order_runs``: after Run All the report's rows must be the methods the picker shows; then it clicks
   one method in the "methods" list, picks the reversed order in the "order" dropdown, clicks Run: the status
@@ -155,6 +156,9 @@ def test_patch_sampler_widgets_respond(browser, lab, page, deadline, artifacts):
     assert_no_errors(page, PATCH_NB)
     cache = Path(lab.env["LREID_CACHE"])
     assert any(cache.iterdir()), f"the kernel did not use LREID_CACHE={cache} (the benchmark is not there)"
+    share = page.locator(".jp-OutputArea-output", has_text=re.compile(r"picks a cell on the person in [\d.]+ %"))
+    assert share.count() == 1, "02: the person-share table and its computed verdict are not shown once"
+    assert "random cell" in share.first.inner_text() and "lift" in share.first.inner_text()
 
     label = lambda text: page.locator(".widget-label", has_text=re.compile(rf"^{re.escape(text)}$"))  # noqa: E731
     slider = page.locator(".widget-hslider", has=label("image"))
