@@ -445,8 +445,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("study", help="studies on validation seeds: the regime grid; where PatchKD's sampler looks")
     studies = st.add_subparsers(dest="what", required=True, metavar="{regime,sampler}")
-    sr = studies.add_parser("regime", help="iterations x later-step lr x batch on validation generator seeds")
-    sr.add_argument("--profile", default="demo", help="smoke | demo (default)")
+    common = argparse.ArgumentParser(add_help=False)           # the options every study takes
+    common.add_argument("--profile", default="demo", help="smoke | demo (default)")
+    common.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
+    common.add_argument("--quiet", action="store_true", help="no progress bars")
+    sr = studies.add_parser("regime", parents=[common],
+                            help="iterations x later-step lr x batch on validation generator seeds")
     sr.add_argument("--synth-seeds", default="1,2", help="validation generator seeds (default 1,2; never the reported)")
     sr.add_argument("--iters", default="120,480", help="iterations per domain step (multiples of train.epochs)")
     sr.add_argument("--later-lr", default="1,0.2,0.05", help="lr factor of steps after the first (train.later_lr)")
@@ -454,16 +458,12 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("--methods", default="", help="comma list (default: finetune,lwf,patchkd,joint)")
     sr.add_argument("--out", default="runs/study", help="study folder (default runs/study); resumable")
     sr.add_argument("--table-only", action="store_true", help="train nothing: tabulate the finished runs")
-    sr.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
-    sr.add_argument("--quiet", action="store_true", help="no progress bars")
     sr.set_defaults(func=cmd_study)
-    ss = studies.add_parser("sampler", help="share of PatchKD's sampled cells on the person, per routing x gamma3")
-    ss.add_argument("--profile", default="demo", help="smoke | demo (default)")
+    ss = studies.add_parser("sampler", parents=[common],
+                            help="share of PatchKD's sampled cells on the person, per routing x gamma3")
     ss.add_argument("--routing", default="code,fig2", help="method.routing values (default code,fig2)")
     ss.add_argument("--gamma3", default="100,0", help="method.gamma3 values (default 100,0)")
     ss.add_argument("--out", default="runs/sampler", help="study folder (default runs/sampler); resumable")
-    ss.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
-    ss.add_argument("--quiet", action="store_true", help="no progress bars")
     ss.set_defaults(func=cmd_sampler_study)
     return p
 

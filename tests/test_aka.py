@@ -13,31 +13,21 @@ from lreid_core.methods.aka import AKA
 from lreid_core.models.metagraph import MetaGraph
 from lreid_core.train import Trainer
 
+from method_steps import batch, method_at
+
 pytestmark = pytest.mark.usefixtures("one_thread")   # fixture in tests/conftest.py
-CLASSES = 6
 
 
 def make(steps: float = 2, **method) -> AKA:
     """AKA in its first step (``steps=1``), right after it (``1.5``: teacher = student) or in its second step."""
-    torch.manual_seed(0)
-    cfg = load_config(profile_name="smoke", overrides={"method": {"name": "aka", **method}})
-    m = create_method("aka", cfg)
-    m.before_step(0, CLASSES)
-    if steps > 1:
-        m.after_step(0)
-    if steps == 2:
-        m.before_step(1, CLASSES)
-        with torch.no_grad():                                   # move the student and its graph from the teacher
-            for p in m.model.backbone.parameters():
-                p.add_(0.05 * torch.randn_like(p))
-            m.graph.vertices.add_(0.1 * torch.randn_like(m.graph.vertices))
-    m.train(True)
-    return m
+    return method_at("aka", steps, second=move_student_and_graph, **method)
 
 
-def batch(n: int = 8, offset: int = CLASSES) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(1)
-    return torch.randn(n, 3, 32, 16, generator=g), torch.arange(n // 2).repeat_interleave(2) + offset
+def move_student_and_graph(m: AKA) -> None:
+    with torch.no_grad():                                   # move the student and its graph from the teacher
+        for p in m.model.backbone.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+        m.graph.vertices.add_(0.1 * torch.randn_like(m.graph.vertices))
 
 
 # ---- the graph ---------------------------------------------------------------------------------------------------

@@ -9,33 +9,17 @@ import torch.nn.functional as F
 from lreid_core.config import load_config
 from lreid_core.data.benchmark import build_benchmark
 from lreid_core.losses import neighbour_kd_loss
-from lreid_core.methods import create_method
 from lreid_core.methods.crl import CRL
 from lreid_core.train import Trainer
 
+from method_steps import batch, method_at
+
 pytestmark = pytest.mark.usefixtures("one_thread")   # fixture in tests/conftest.py
-CLASSES = 6
 
 
 def make(steps: float = 2, **method) -> CRL:
     """CRL in its first step (1), right after it (1.5: teacher = student) or in its second step (2)."""
-    torch.manual_seed(0)
-    m = create_method("crl", load_config(profile_name="smoke", overrides={"method": {"name": "crl", **method}}))
-    m.before_step(0, CLASSES)
-    if steps > 1:
-        m.after_step(0)
-    if steps == 2:
-        m.before_step(1, CLASSES)
-        with torch.no_grad():
-            for p in m.model.parameters():
-                p.add_(0.05 * torch.randn_like(p))
-    m.train(True)
-    return m
-
-
-def batch(n: int = 8, offset: int = CLASSES) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(1)
-    return torch.randn(n, 3, 32, 16, generator=g), torch.arange(n // 2).repeat_interleave(2) + offset
+    return method_at("crl", steps, **method)
 
 
 # ---- the term ----------------------------------------------------------------------------------------------------

@@ -13,8 +13,9 @@ from lreid_core.methods import create_method
 from lreid_core.methods.dkp import DKP, distribution_ce, identity_prototypes, prototype_transfer_loss, set_triplet_loss
 from lreid_core.train import Trainer
 
+from method_steps import CLASSES, batch, method_at
+
 pytestmark = pytest.mark.usefixtures("one_thread")   # fixture in tests/conftest.py
-CLASSES = 6
 
 
 def images(n_ids: int = 5, per_id: int = 4, seed: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
@@ -25,23 +26,8 @@ def images(n_ids: int = 5, per_id: int = 4, seed: int = 2) -> tuple[torch.Tensor
 
 def make(steps: float = 2, **method) -> DKP:
     """DKP in its first step (1), right after it (1.5: prototypes of step 1 stored) or in its second step (2)."""
-    torch.manual_seed(0)
-    m = create_method("dkp", load_config(profile_name="smoke", overrides={"method": {"name": "dkp", **method}}))
-    m.before_step(0, CLASSES)
-    if steps > 1:
-        imgs, labels = images(CLASSES)
-        m.consolidate(0, imgs, labels)
-        m.after_step(0)
-    if steps == 2:
-        m.before_step(1, CLASSES)
-        m.start_domain(1, *images(CLASSES, seed=3))
-    m.train(True)
-    return m
-
-
-def batch(n: int = 8, offset: int = CLASSES) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(1)
-    return torch.randn(n, 3, 32, 16, generator=g), torch.arange(n // 2).repeat_interleave(2) + offset
+    return method_at("dkp", steps, between=lambda m: m.consolidate(0, *images(CLASSES)),
+                     second=lambda m: m.start_domain(1, *images(CLASSES, seed=3)), **method)
 
 
 # ---- the terms by hand -------------------------------------------------------------------------------------------

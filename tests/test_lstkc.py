@@ -16,8 +16,9 @@ from lreid_core.methods.lstkc import (LSTKC, forgetting_degree, fuse_models, log
                                       rectify, relation_split)
 from lreid_core.train import Trainer
 
+from method_steps import CLASSES, batch, method_at
+
 pytestmark = pytest.mark.usefixtures("one_thread")   # fixture in tests/conftest.py
-CLASSES = 6
 LABELS = torch.tensor([0, 0, 1, 1])
 SAME = LABELS[:, None] == LABELS[None, :]
 # row 0 right; row 1 ranks its positive (0.2) below a negative (0.3): FN at (1, 0), FP at (1, 2); rows 2, 3 right
@@ -29,23 +30,7 @@ OLD = torch.tensor([[0.50, 0.30, 0.10, 0.10],
 
 def make(steps: float = 2, **method) -> LSTKC:
     """LSTKC in its first step (1), right after it (1.5: teacher = student) or in its second step (2)."""
-    torch.manual_seed(0)
-    m = create_method("lstkc", load_config(profile_name="smoke", overrides={"method": {"name": "lstkc", **method}}))
-    m.before_step(0, CLASSES)
-    if steps > 1:
-        m.after_step(0)
-    if steps == 2:
-        m.before_step(1, CLASSES)
-        with torch.no_grad():
-            for p in m.model.parameters():
-                p.add_(0.05 * torch.randn_like(p))
-    m.train(True)
-    return m
-
-
-def batch(n: int = 8, offset: int = CLASSES) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(1)
-    return torch.randn(n, 3, 32, 16, generator=g), torch.arange(n // 2).repeat_interleave(2) + offset
+    return method_at("lstkc", steps, **method)
 
 
 def images(n: int = 12) -> torch.Tensor:
