@@ -259,10 +259,12 @@ def task_aware_text(gaps: dict[str, float]) -> str:
     below = [d for d, g in gaps.items() if g < 0]
     lines = ["task-aware - task-agnostic mAP: " + ", ".join(f"{d} {g:+.2f}" for d, g in gaps.items())]
     if below:
-        lines.append(f"task-aware is below task-agnostic on {', '.join(below)}: there, one head (trained on that "
-                     f"domain's identities, on a trunk that kept training after the head was frozen) ranks worse "
-                     f"than the concatenation of all heads, whose distance sums every head's; knowing the test "
-                     f"domain does not help where the other heads' evidence is worth more than picking a head")
+        lines.append(f"task-aware is below task-agnostic on {', '.join(below)}: there, the domain's own head alone "
+                     f"ranks worse than all heads together (task-agnostic concatenates them, so its distance sums "
+                     f"every head's squared distances: an ensemble). Two reasons a head alone can lose: an earlier "
+                     f"domain's head stayed frozen while the trunk under it kept training, and the last domain's head "
+                     f"gives up the earlier heads' distances that the ensemble adds. Knowing the test domain does not help where picking one head throws away "
+                     f"more evidence than it gains")
     if len(below) < len(gaps):
         lines.append(f"task-aware is at or above task-agnostic on "
                      f"{', '.join(d for d in gaps if d not in below)}: there, the domain's own head alone ranks at "

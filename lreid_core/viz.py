@@ -91,9 +91,11 @@ def step_matrices(results: list[RunResult], metric: str = "mAP", width: float = 
     top = max(float(np.nanmax(100 * r.matrix(metric))) for r in results)
     n = len(results[0].order)
     fig, axes = plt.subplots(1, len(results), figsize=(width, 0.45 * n + 1.9), squeeze=False, layout="constrained")
-    for r, ax in zip(results, axes[0]):
+    for i, (r, ax) in enumerate(zip(results, axes[0])):
         step_matrix(r, metric, ax=ax, vmin=0, vmax=top)
         ax.set_title(r.method, fontsize=9)
+        if i:                                   # the rows are the same steps: label them once
+            ax.set_yticklabels([])
     bar = fig.colorbar(plt.cm.ScalarMappable(plt.Normalize(0, top), "viridis"), ax=list(axes[0]), fraction=0.03)
     bar.set_label(f"{metric} (%)", fontsize=9)
     bar.ax.tick_params(labelsize=8)
