@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from .config import Config, with_method  # noqa: F401  (with_method: for the notebooks)
-from .data.benchmark import Benchmark
+from .data.benchmark import Benchmark, TrainSet
 from .results import RunResult, finished_run, holds_run
 from .train import LOGGED, Trainer
 
@@ -72,7 +72,7 @@ class NarratedTrainer(Trainer):
     the loss at about every third of its iterations with the elapsed time and the step's ETA, then the
     evaluation's time. Plain lines, so a saved notebook shows them without widget state."""
 
-    def train_step(self, step: int, ts) -> None:
+    def train_step(self, step: int, ts: TrainSet) -> None:
         self._t0, self._shown = time.perf_counter(), 0
         print(f"{self.method.name} step {step + 1}/{len(self.steps())} {ts.domain}: training", flush=True)
         super().train_step(step, ts)
@@ -87,7 +87,7 @@ class NarratedTrainer(Trainer):
             eta = spent / (it + 1) * (total - it - 1)
             print(f"  iteration {it + 1}/{total}, loss {loss:.3f}, {spent:.0f} s (ETA {eta:.0f} s)", flush=True)
 
-    def evaluate(self, step: int):
+    def evaluate(self, step: int) -> dict[str, dict[str, float]]:
         t0 = time.perf_counter()
         row = super().evaluate(step)
         print(f"  evaluated {len(row)} test sets in {time.perf_counter() - t0:.0f} s", flush=True)
@@ -181,7 +181,6 @@ def mAP_with_bn_from(folder: Path, cfg: Config, bench: Benchmark, bn_step: int =
     """mAP on seen domain ``domain`` of a run's final model with the BatchNorm running statistics of its model
     after step ``bn_step`` put back (weights unchanged): how much of the forgetting is BN statistics drift."""
     from .evaluate import evaluate_testset
-    from .train import Trainer
     from .widgets import load_checkpoint, step_checkpoints
 
     ckpts = list(step_checkpoints(folder).values())
@@ -268,8 +267,8 @@ def task_aware_text(gaps: dict[str, float]) -> str:
                      f"ranks worse than all heads together (task-agnostic concatenates them, so its distance sums "
                      f"every head's squared distances: an ensemble). Two reasons a head alone can lose: an earlier "
                      f"domain's head stayed frozen while the trunk under it kept training, and the last domain's head "
-                     f"gives up the earlier heads' distances that the ensemble adds. Knowing the test domain does not help where picking one head throws away "
-                     f"more evidence than it gains")
+                     f"gives up the earlier heads' distances that the ensemble adds. Knowing the test domain does "
+                     f"not help where picking one head throws away more evidence than it gains")
     if len(below) < len(gaps):
         lines.append(f"task-aware is at or above task-agnostic on "
                      f"{', '.join(d for d in gaps if d not in below)}: there, the domain's own head alone ranks at "
