@@ -50,10 +50,13 @@ def summary_bars(results: list[RunResult], ax=None):
     return ax
 
 
-def step_matrix(result: RunResult, metric: str = "mAP", ax=None):
-    """Step x domain heatmap of ``metric`` (%) for one run; blank cells are domains not yet seen."""
+def step_matrix(result: RunResult, metric: str = "mAP", ax=None, vmin: float | None = None,
+                vmax: float | None = None, cbar: bool = False):
+    """Step x domain heatmap of ``metric`` (%) for one run; blank cells are domains not yet seen. ``vmin`` /
+    ``vmax`` fix the colour scale (e.g. shared by panels that are compared), ``cbar`` adds its colour bar."""
     ax = ax or plt.subplots(figsize=(1.2 * len(result.order) + 2, 0.6 * len(result.steps) + 1.5))[1]
-    sns.heatmap(100 * result.matrix(metric), annot=True, fmt=".1f", cmap="viridis", ax=ax, cbar=False,
+    sns.heatmap(100 * result.matrix(metric), annot=True, fmt=".1f", cmap="viridis", ax=ax, cbar=cbar,
+                vmin=vmin, vmax=vmax, annot_kws={"fontsize": 8}, cbar_kws={"label": f"{metric} (%)"},
                 xticklabels=result.order, yticklabels=[f"after {t}" for t in result.trained])
     ax.tick_params(axis="y", rotation=0, labelsize=8)
     ax.tick_params(axis="x", labelsize=8)
@@ -82,6 +85,47 @@ def save_demo_figures(results: list[RunResult], out: Path) -> list[Path]:
     return paths
 
 
+def step_matrices(results: list[RunResult], metric: str = "mAP", width: float = 10.0):
+    """``step_matrix`` of several runs side by side on one colour scale (0 to the largest value shown) with one
+    colour bar, so the panels compare by colour; returns the figure."""
+    top = max(float(np.nanmax(100 * r.matrix(metric))) for r in results)
+    n = len(results[0].order)
+    fig, axes = plt.subplots(1, len(results), figsize=(width, 0.45 * n + 1.9), squeeze=False, layout="constrained")
+    for i, (r, ax) in enumerate(zip(results, axes[0])):
+        step_matrix(r, metric, ax=ax, vmin=0, vmax=top)
+        ax.set_title(r.method, fontsize=9)
+        if i:                                   # the rows are the same steps: label them once
+            ax.set_yticklabels([])
+    bar = fig.colorbar(plt.cm.ScalarMappable(plt.Normalize(0, top), "viridis"), ax=list(axes[0]), fraction=0.03)
+    bar.set_label(f"{metric} (%)", fontsize=9)
+    bar.ax.tick_params(labelsize=8)
+    return fig
+
+
+def legend_outside(ax, **kw):
+    """The axes' legend to the right of the axes, off the data (fontsize 8, no frame)."""
+    return ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, fontsize=8, frameon=False, **kw)
+
+
+def domain_camera_grid(rows: list[torch.Tensor], titles: list[list[str]], names: list[str], scale: float = 0.9):
+    """One row per domain of (N_i, 3, H, W) uint8 images (distinct ones, e.g. one per camera), titled per image
+    and labelled with ``names`` on the left; rows with fewer images leave their last cells blank."""
+    ncols = max(len(r) for r in rows)
+    h, w = rows[0].shape[2:]
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(ncols * scale * w / h * 2 + 0.8, len(rows) * scale * 2.2),
+                             squeeze=False, layout="constrained")
+    for i, (imgs, tts) in enumerate(zip(rows, titles)):
+        for j, ax in enumerate(axes[i]):
+            ax.set_xticks([]), ax.set_yticks([])
+            if j < len(imgs):
+                ax.imshow(imgs[j].permute(1, 2, 0).cpu().numpy())
+                ax.set_title(tts[j], fontsize=8)
+            else:
+                ax.axis("off")
+        axes[i, 0].set_ylabel(names[i], fontsize=9)
+    return fig
+
+
 def image_grid(images: torch.Tensor, titles: list[str] | None = None, ncols: int = 8, scale: float = 1.0):
     """Show a (N, 3, H, W) uint8 tensor as a grid of images; returns the figure."""
     n = len(images)
@@ -93,7 +137,7 @@ def image_grid(images: torch.Tensor, titles: list[str] | None = None, ncols: int
         if i < n:
             ax.imshow(images[i].permute(1, 2, 0).cpu().numpy())
             if titles:
-                ax.set_title(titles[i], fontsize=7)
+                ax.set_title(titles[i], fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -254,21 +298,28 @@ def patch_distance_matrices(patches: torch.Tensor, distance: str = "raw") -> tup
 def _heatmap(ax, mat: np.ndarray, cmap: str, vmin: float = 0.0, vmax: float | None = None, annotate: bool = False,
              colorbar: bool = True):
     """A seaborn-coloured heatmap drawn with ``imshow`` (sns.heatmap costs ~1 s per panel on a busy 2-core machine);
-    annotations are black or white by the cell colour's luminance."""
+    annotations are black or white by the cell colour's luminance. Returns the image (for a shared colour bar)."""
     colormap = sns.color_palette(cmap, as_cmap=True)
     vmax = max(float(mat.max()) if vmax is None else vmax, vmin + 1e-6)     # an all-zero matrix stays at vmin's colour
     im = ax.imshow(mat, cmap=colormap, vmin=vmin, vmax=vmax, interpolation="nearest")
     if colorbar:
-        ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04).ax.tick_params(labelsize=6)
+        ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04).ax.tick_params(labelsize=8)
     n, m = mat.shape
     ax.set_xticks(range(m)), ax.set_yticks(range(n))
-    ax.tick_params(labelsize=6, length=0)
+    ax.tick_params(labelsize=8, length=0)
     if annotate:
         for (y, x), v in np.ndenumerate(mat):
             r, g, b, _ = colormap((v - vmin) / (vmax - vmin))
-            ax.text(x, y, f"{v:.2f}", ha="center", va="center", fontsize=7,
+            ax.text(x, y, f"{v:.2f}", ha="center", va="center", fontsize=8,
                     color="black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white")
-    return ax
+    return im
+
+
+def _shared_bar(fig, im, axes, label: str) -> None:
+    """One colour bar for ``axes`` that share ``im``'s scale."""
+    bar = fig.colorbar(im, ax=list(axes), fraction=0.04, pad=0.02)
+    bar.set_label(label, fontsize=8)
+    bar.ax.tick_params(labelsize=8)
 
 
 DISTANCE_CMAP = "mako_r"   # sequential, light at 0
@@ -279,22 +330,24 @@ def relation_heatmaps(patches: torch.Tensor, old_patches: torch.Tensor, image: i
                       title: str = "", loss: float | None = None, distance: str = "raw"):
     """Fig. 8 style: intra-instance (K x K, one image) and inter-instance (B x B, one branch) distance heatmaps
     of the old model, the new model and their absolute difference; ``loss`` (L_PRD) goes into the title.
-    Old and new share one scale per row; every scale starts at 0. ``distance``: see ``patch_distance_matrices``."""
+    Old and new share one scale and colour bar per row, the difference has its own; every scale starts at 0.
+    ``distance``: see ``patch_distance_matrices``."""
     intra, inter = patch_distance_matrices(patches, distance)
     intra_o, inter_o = patch_distance_matrices(old_patches, distance)
-    fig, axes = plt.subplots(2, 3, figsize=(10, 6.4))
-    rows = [(intra_o[image], intra[image], f"intra-instance (K x K), image {image}"),
-            (inter_o[branch], inter[branch], f"inter-instance (B x B), branch {branch + 1}")]
+    fig, axes = plt.subplots(2, 3, figsize=(10, 6.4), layout="constrained")
+    rows = [(intra_o[image], intra[image], f"intra (K x K), image {image}"),
+            (inter_o[branch], inter[branch], f"inter (B x B), branch {branch + 1}")]
     for i, (old, new, name) in enumerate(rows):
         vmax = float(max(old.max(), new.max()))
-        diff = np.abs(new - old)
-        for j, (mat, label, cmap, top) in enumerate([(old, "old model f^o", DISTANCE_CMAP, vmax),
-                                                     (new, "new model f", DISTANCE_CMAP, vmax),
-                                                     (diff, "|new - old|", GAP_CMAP, None)]):
-            _heatmap(axes[i, j], mat, cmap, vmax=top, annotate=mat.shape[0] <= 4)
-            axes[i, j].set_title(f"{name}\n{label}", fontsize=8)
+        annotate = old.shape[0] <= 4
+        im = None
+        for j, (mat, label) in enumerate([(old, "old model f^o"), (new, "new model f")]):
+            im = _heatmap(axes[i, j], mat, DISTANCE_CMAP, vmax=vmax, annotate=annotate, colorbar=False)
+            axes[i, j].set_title(f"{name}\n{label}", fontsize=9)
+        _shared_bar(fig, im, axes[i, :2], "distance")
+        _heatmap(axes[i, 2], np.abs(new - old), GAP_CMAP, annotate=annotate)
+        axes[i, 2].set_title(f"{name}\n|new - old|", fontsize=9)
     fig.suptitle(title + (f"  (L_PRD = {loss:.4f})" if loss is not None else ""), fontsize=10)
-    fig.tight_layout()
     return fig
 
 
@@ -303,31 +356,60 @@ def relation_comparison(runs: dict[str, dict[str, torch.Tensor]], first_map: dic
     """Fig. 8 for several runs from the same teacher (e.g. with / without L_PRD) in one figure.
 
     ``runs`` maps a run name to its ``inspect`` output (``patches``, ``old_patches``, ``loss_prd``; the old
-    patches are the shared teacher's). Rows: intra-instance (image ``image``) and inter-instance (branch
-    ``branch``); columns: f^o, then per run f and |f - f^o|. Per row, all distance panels share one scale and
-    all |difference| panels share another, both from 0, so the runs' drift compares by colour. ``first_map``
-    (run -> first-domain mAP, fraction) goes into the run's column titles; ``distance``: see
-    ``patch_distance_matrices``.
+    patches are the shared teacher's). Per relation set (intra-instance of image ``image``, inter-instance of
+    branch ``branch``) two rows: the distances of f^o and of each run's f on one scale, then each run's |f - f^o|
+    on another, both from 0 with one colour bar per row, so the runs' drift compares by colour. ``first_map``
+    (run -> first-domain mAP, fraction) goes into the run's titles; ``distance``: see ``patch_distance_matrices``.
     """
     names = list(runs)
     old = patch_distance_matrices(next(iter(runs.values()))["old_patches"], distance)
     new = {n: patch_distance_matrices(r["patches"], distance) for n, r in runs.items()}
-    fig, axes = plt.subplots(2, 1 + 2 * len(names), figsize=(3.2 * (1 + 2 * len(names)), 6.4), squeeze=False)
+    cols = 1 + len(names)
+    fig, axes = plt.subplots(4, cols, figsize=(2.9 * cols + 1.0, 10.5), squeeze=False, layout="constrained")
     for i, (pick, name) in enumerate([(image, f"intra (K x K), image {image}"),
                                       (branch, f"inter (B x B), branch {branch + 1}")]):
+        top_row, gap_row = axes[2 * i], axes[2 * i + 1]
         mats = {n: new[n][i][pick] for n in names}
         gaps = {n: np.abs(mats[n] - old[i][pick]) for n in names}
         top = float(max(old[i][pick].max(), *(m.max() for m in mats.values())))
-        gap_top = float(max(g.max() for g in gaps.values()))
+        gap_top = max(float(max(g.max() for g in gaps.values())), 1e-6)
         annotate = old[i][pick].shape[0] <= 4
-        _heatmap(axes[i, 0], old[i][pick], DISTANCE_CMAP, vmax=top, annotate=annotate)
-        axes[i, 0].set_title(f"{name}\nold model f^o", fontsize=8)
+        im = _heatmap(top_row[0], old[i][pick], DISTANCE_CMAP, vmax=top, annotate=annotate, colorbar=False)
+        top_row[0].set_title(f"{name}\nold model f^o", fontsize=9)
+        gap_row[0].axis("off")
+        gap_row[0].text(0.5, 0.5, f"{name}:\n|f - f^o| per run,\none scale from 0", ha="center", va="center",
+                        fontsize=9, transform=gap_row[0].transAxes)
+        gap_im = None
         for j, n in enumerate(names):
-            score = f", first-domain mAP {100 * first_map[n]:.1f}" if first_map else ""
-            _heatmap(axes[i, 1 + 2 * j], mats[n], DISTANCE_CMAP, vmax=top, annotate=annotate)
-            axes[i, 1 + 2 * j].set_title(f"{n}{score}\nnew model f", fontsize=8)
-            _heatmap(axes[i, 2 + 2 * j], gaps[n], GAP_CMAP, vmax=gap_top, annotate=annotate)
-            axes[i, 2 + 2 * j].set_title(f"{n}\n|f - f^o| (mean {gaps[n].mean():.3f}, L_PRD "
-                                         f"{float(runs[n]['loss_prd']):.4f})", fontsize=8)
-    fig.tight_layout()
+            score = f"\nfirst-domain mAP {100 * first_map[n]:.1f}" if first_map else ""
+            _heatmap(top_row[1 + j], mats[n], DISTANCE_CMAP, vmax=top, annotate=annotate, colorbar=False)
+            top_row[1 + j].set_title(f"{n}: new model f{score}", fontsize=9)
+            gap_im = _heatmap(gap_row[1 + j], gaps[n], GAP_CMAP, vmax=gap_top, annotate=annotate, colorbar=False)
+            gap_row[1 + j].set_title(f"{n}: |f - f^o|\nmean {gaps[n].mean():.3f}, L_PRD "
+                                     f"{float(runs[n]['loss_prd']):.4f}", fontsize=9)
+        _shared_bar(fig, im, top_row, "distance")
+        _shared_bar(fig, gap_im, gap_row[1:], "|f - f^o|")
     return fig
+
+
+def trade_off_bars(scores: dict[str, dict[str, dict[str, float]]], first: str, new: str,
+                   chance: dict[str, dict[str, float]] | None = None, ax=None):
+    """Per run, mAP (%) on the first domain beside mAP on the new domain after the same step: what a term keeps
+    against what it costs. ``scores[run][domain]`` (fractions); ``chance`` draws each domain's random level."""
+    ax = ax or plt.subplots(figsize=(6.5, 3.2), layout="constrained")[1]
+    names = list(scores)
+    x = np.arange(len(names))
+    for k, (d, label, color) in enumerate([(first, f"first domain ({first})", "tab:blue"),
+                                           (new, f"new domain ({new})", "tab:orange")]):
+        vals = [100 * scores[n][d]["mAP"] for n in names]
+        bars = ax.bar(x + (k - 0.5) * 0.38, vals, 0.38, label=label, color=color)
+        ax.bar_label(bars, fmt="%.1f", fontsize=8, padding=2)
+        if chance is not None:
+            ax.hlines(100 * chance[d]["mAP"], x[0] - 0.5, x[-1] + 0.5, colors=color, linestyles="--", lw=1,
+                      label=f"chance ({d})")
+    ax.set_xticks(x, names, fontsize=9)
+    ax.set_ylabel("mAP (%) after step 2", fontsize=9)
+    ax.set_ylim(0, 110)
+    ax.grid(axis="y", alpha=0.3)
+    legend_outside(ax)
+    return ax
