@@ -39,3 +39,35 @@ def method_at(name: str, steps: float = 2, between: Callable[[Method], None] = l
 def batch(n: int = 8, offset: int = CLASSES) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(1)
     return torch.randn(n, 3, 32, 16, generator=g), torch.arange(n // 2).repeat_interleave(2) + offset
+
+
+def stop_and_resume(name: str, tmp_path):
+    """Train ``name`` in the smoke profile, stop it two iterations into its second step (``KeyboardInterrupt``), and
+    resume from ``last.pt``: returns (the stopped trainer, the resumed one, not yet fitted, and the result of an
+    uninterrupted run of the same config)."""
+    import pytest
+
+    from lreid_core.data.benchmark import build_benchmark
+    from lreid_core.train import Trainer
+
+    cfg = load_config(profile_name="smoke", overrides={"method": {"name": name},
+                                                       "train": {"deterministic": True, "ckpt_every": 2}})
+    bench = build_benchmark(cfg)
+    first = Trainer(cfg, name, bench, tmp_path / "run", progress=False, tensorboard=False)
+    calls, loss = [0], first.method.loss
+
+    def stop_in_step_two(x, y):
+        calls[0] += 1
+        if calls[0] > cfg.train.epochs * cfg.train.iters_per_epoch + 3:
+            raise KeyboardInterrupt
+        return loss(x, y)
+
+    first.method.loss = stop_in_step_two
+    with pytest.raises(KeyboardInterrupt):
+        first.fit()
+    first.lock.close()
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    assert (ckpt["step"], ckpt["iter"]) == (1, 2)
+    resumed = Trainer(cfg, name, bench, tmp_path / "run", progress=False, tensorboard=False)
+    resumed.resume()
+    return first, resumed, Trainer(cfg, name, bench, progress=False, tensorboard=False).fit()

@@ -13,7 +13,7 @@ from lreid_core.methods import create_method
 from lreid_core.methods.dkp import DKP, distribution_ce, identity_prototypes, prototype_transfer_loss, set_triplet_loss
 from lreid_core.train import Trainer
 
-from method_steps import CLASSES, batch, method_at
+from method_steps import CLASSES, batch, method_at, stop_and_resume
 
 pytestmark = pytest.mark.usefixtures("one_thread")   # fixture in tests/conftest.py
 
@@ -205,31 +205,11 @@ def test_state_round_trips_through_a_weights_only_checkpoint(tmp_path):
 def test_resume_mid_order_keeps_the_store_and_the_run(tmp_path):
     """Stop inside the second step, resume from last.pt: the store is the one of the stop, the end equals an
     uninterrupted run's."""
-    cfg = load_config(profile_name="smoke", overrides={"method": {"name": "dkp"},
-                                                       "train": {"deterministic": True, "ckpt_every": 2}})
-    bench = build_benchmark(cfg)
-    first = Trainer(cfg, "dkp", bench, tmp_path / "run", progress=False, tensorboard=False)
-    calls, loss = [0], first.method.loss
-
-    def stop_in_step_two(x, y):
-        calls[0] += 1
-        if calls[0] > cfg.train.epochs * cfg.train.iters_per_epoch + 3:
-            raise KeyboardInterrupt
-        return loss(x, y)
-
-    first.method.loss = stop_in_step_two
-    with pytest.raises(KeyboardInterrupt):
-        first.fit()
-    first.lock.close()
-    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
-    assert (ckpt["step"], ckpt["iter"]) == (1, 2)
-    resumed = Trainer(cfg, "dkp", bench, tmp_path / "run", progress=False, tensorboard=False)
-    resumed.resume()
+    first, resumed, reference = stop_and_resume("dkp", tmp_path)
+    assert first.method.prototypes and set(resumed.method.prototypes) == set(first.method.prototypes)
     for k, v in first.method.prototypes.items():
         assert torch.equal(resumed.method.prototypes[k], v)
-    result = resumed.fit()
-    reference = Trainer(cfg, "dkp", bench, progress=False, tensorboard=False).fit()
-    assert result.steps == reference.steps
+    assert resumed.fit().steps == reference.steps
 
 
 def test_smoke_run_end_to_end(tmp_path):

@@ -16,7 +16,7 @@ from lreid_core.methods.lstkc import (LSTKC, forgetting_degree, fuse_models, log
                                       rectify, relation_split)
 from lreid_core.train import Trainer
 
-from method_steps import CLASSES, batch, method_at
+from method_steps import CLASSES, batch, method_at, stop_and_resume
 
 pytestmark = pytest.mark.usefixtures("one_thread")   # fixture in tests/conftest.py
 LABELS = torch.tensor([0, 0, 1, 1])
@@ -219,3 +219,13 @@ def test_smoke_run_end_to_end(tmp_path):
     assert set(trainer.method.alphas) == {1} and math.isfinite(trainer.method.alphas[1])
     restored = load_checkpoint(tmp_path / "run" / "checkpoints" / "step2.pt")
     assert restored.alphas == trainer.method.alphas
+
+
+def test_resume_mid_step_is_exact(tmp_path):
+    """Stop inside the second step, resume from last.pt: the teacher (the step-1 model) is the one of the stop, and
+    the run ends as an uninterrupted one does, fusion weights included."""
+    first, resumed, reference = stop_and_resume("lstkc", tmp_path)
+    old, back = first.method.old.state_dict(), resumed.method.old.state_dict()
+    assert old.keys() == back.keys() and all(torch.equal(old[k], back[k]) for k in old)
+    result = resumed.fit()
+    assert result.steps == reference.steps and 1 in resumed.method.alphas
