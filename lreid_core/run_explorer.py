@@ -327,7 +327,8 @@ class RunExplorer:
 
     def _train(self, todo: list[tuple[str, Path]], cfgs: dict[str, Config], bench, order: list[str]) -> dict:
         """Train the missing runs one after another; the bar and the status line follow every iteration (step,
-        epoch, iteration, share of all runs and an ETA from the time so far), at most twice a second."""
+        epoch, iteration, share of all runs and an ETA from the time so far), at most twice a second, and always at
+        a step's first iteration and its end, so even a run shorter than the interval shows its progress."""
         from .train import Trainer
 
         t0, shown, dirs = time.perf_counter(), [0.0], {}
@@ -341,7 +342,7 @@ class RunExplorer:
 
             def progress(step: int, done: int, total: int, m=m, k=k, steps=steps) -> None:
                 now = time.perf_counter()
-                if now - shown[0] < 0.5 and done < total:
+                if now - shown[0] < 0.5 and 1 < done < total:
                     return
                 shown[0] = now
                 share = (k + (step + done / total) / len(steps)) / len(todo)

@@ -256,6 +256,9 @@ def test_full_order_runs_report_follows_selection(browser, lab, page, deadline, 
     order.locator("select").select_option(label=reversed_label)
     expected_order = "-".join(d.strip() for d in reversed_label.split(":", 1)[1].split("→"))  # its folder label
     status_before = status.inner_text()
+    # every text the status takes, recorded in the page: a smoke run can train a step faster than a poll
+    status.evaluate("el => { window.lreidStatus = []; new MutationObserver(() => window.lreidStatus.push("
+                    "el.innerText)).observe(el, {subtree: true, childList: true, characterData: true}); }")
     run_button.click()
     seen: list[str] = []
     idle_polls = 0
@@ -273,6 +276,7 @@ def test_full_order_runs_report_follows_selection(browser, lab, page, deadline, 
 
     wait_until(run_finished, deadline.cap(300), "05: the run started by the Run button to finish", interval=0.2)
     assert status.inner_text().startswith("trained finetune"), f"05: Run reported: {status.inner_text()}"
+    seen += [t for t in page.evaluate("window.lreidStatus") if t not in seen]
     progress = [t for t in seen if "ETA" in t and "iteration" in t]
     assert progress, f"05: no step/epoch progress with an ETA while training; status lines seen: {seen}"
     print(f"05: {len(seen)} status lines while training, e.g. {progress[len(progress) // 2]!r}")
