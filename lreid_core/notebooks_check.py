@@ -5,8 +5,9 @@
 
 Each notebook runs in a fresh kernel with its folder as working directory and ``LREID_PROFILE`` set; the
 executed copies go to ``--out`` (default: a temporary folder) so the committed notebooks stay stripped. A cell that
-fails stops that notebook; the exit status is 1 if any failed. ``figure_cells_without_png`` is what the tests use
-to check that every cell that draws a figure left a PNG.
+fails stops that notebook; the exit status is 1 if any failed. The kernels' temporary files (the smoke profile's
+run folders, 05's reports) go to one scratch folder removed at the end. ``figure_cells_without_png`` is what the
+tests use to check that every cell that draws a figure left a PNG.
 """
 from __future__ import annotations
 
@@ -85,15 +86,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(args.out or tempfile.mkdtemp(prefix="lreid-notebooks-"))
     failed = False
-    for path in notebook_paths(args.names):
-        t0 = time.perf_counter()
-        nb, error = execute(path, args.profile, out)
-        wall = time.perf_counter() - t0
-        no_png = figure_cells_without_png(nb)
-        verdict = "FAILED: " + error if error else ("figures without PNG in cells " + str(no_png) if no_png else "ok")
-        over = " (over the budget)" if args.profile == "demo" and wall > BUDGET_S else ""
-        print(f"{path.name:34s} {wall:7.0f} s{over}  {verdict}", flush=True)
-        failed |= bool(error or no_png)
+    before = os.environ.get("TMPDIR")
+    with tempfile.TemporaryDirectory(prefix="lreid-kernels-") as scratch:
+        os.environ["TMPDIR"] = scratch       # the kernels' temporary files (smoke runs, reports) go with it
+        try:
+            for path in notebook_paths(args.names):
+                t0 = time.perf_counter()
+                nb, error = execute(path, args.profile, out)
+                wall = time.perf_counter() - t0
+                no_png = figure_cells_without_png(nb)
+                verdict = "FAILED: " + error if error else (f"figures without PNG in cells {no_png}" if no_png else "ok")
+                over = " (over the budget)" if args.profile == "demo" and wall > BUDGET_S else ""
+                print(f"{path.name:34s} {wall:7.0f} s{over}  {verdict}", flush=True)
+                failed |= bool(error or no_png)
+        finally:
+            if before is None:
+                os.environ.pop("TMPDIR")
+            else:
+                os.environ["TMPDIR"] = before
     print(f"executed copies: {out}")
     return 1 if failed else 0
 
