@@ -470,6 +470,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    before = os.environ.get("LREID_PROGRESS")
+    if getattr(args, "quiet", False):
+        os.environ["LREID_PROGRESS"] = "0"          # every bar of the command, the image decoding's included
     try:
         args.func(args)
     except LReIDError as exc:
@@ -478,6 +481,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lreid: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if before is None:
+            os.environ.pop("LREID_PROGRESS", None)
+        else:
+            os.environ["LREID_PROGRESS"] = before
     return 0
 
 

@@ -70,3 +70,15 @@ def test_pretrain(tmp_path, capsys):
     out = _ok(["pretrain", "--iters", "1", "--out", tmp_path / "w.pt", "--quiet"], capsys)
     weights = torch.load(tmp_path / "w.pt", weights_only=True)
     assert "pretrained small backbone" in out and weights["iters"] == 10 and weights["state_dict"]
+
+
+def test_quiet_silences_every_bar_and_restores_the_switch(tmp_path, capsys, monkeypatch):
+    import os
+
+    monkeypatch.delenv("LREID_PROGRESS")                # bars on, as in a terminal
+    argv = ["run", "--profile", "smoke", "--method", "finetune", "--out", str(tmp_path / "run"), "--quiet",
+            "--set", *SMOKE]
+    assert cli.main(argv) == 0
+    _, err = capsys.readouterr()
+    assert "decode" not in err and "it/s" not in err, err   # the image decoding's bars too
+    assert "LREID_PROGRESS" not in os.environ                # the switch is the command's, not the process's
