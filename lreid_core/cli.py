@@ -297,7 +297,8 @@ def cmd_bench(args) -> None:
 
 
 def cmd_report(args) -> None:
-    from .report import build_report, check_report_out, write_report
+    from .report import build_report
+    from .report_write import check_report_out, write_report
 
     from .io import check_output_dir
 

@@ -43,7 +43,8 @@ from .errors import LReIDError
 from .export import FORMATS, export_table, to_html
 from .io import atomic_write_text
 from .methods import list_methods
-from .report import OrderGroup, Report, _order_label, _slug, build_report, report_files, write_report
+from .report import OrderGroup, Report, _order_label, _slug, build_report
+from .report_write import report_files, write_report
 
 DEFAULT_METHODS = ("finetune", "lwf")
 

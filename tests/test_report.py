@@ -11,7 +11,8 @@ import pytest
 
 from lreid_core.cli import main
 from lreid_core.config import ORDERS, load_config, save_config
-from lreid_core.report import build_report, write_report
+from lreid_core.report import build_report
+from lreid_core.report_write import write_report
 from lreid_core.results import RunResult
 
 ORDER = ["synth_a", "synth_b", "synth_c"]
