@@ -129,26 +129,16 @@ def random_floor(cfg: Config, folder: Path) -> dict[str, float]:
 
 def ring_share(run_dir: Path, cfg: Config, bench) -> list[float]:
     """Per sampler branch, the share of (query image, seen domain) choices on the feature grid's outer ring
-    after the last step (argmax, no Gumbel noise), over every query image of every seen domain. The ring holds
-    2(h + w) - 4 of the h x w cells (34 % of a 16 x 8 grid): a uniform choice lands there that often."""
+    after the last step (argmax, no Gumbel noise), over every query image of every seen domain
+    (``sampler_stats.ring_share``: a uniform choice lands there 34 % of the time on a 16 x 8 grid)."""
     from .checkpoints import load_checkpoint, step_paths
-    from .data.augment import normalize
-    from .data.cache import load_images
-    from .models.patch import mask_cells
+    from .sampler_stats import chosen_cells, query_paths
+    from .sampler_stats import ring_share as on_ring
 
     method = load_checkpoint(step_paths(run_dir)[-1], with_method(cfg, "patchkd"))
     if cfg.train.channels_last:
         method.model.to(memory_format=torch.channels_last)
-    on_ring, total = 0, 0
-    for ts in bench.seen:
-        x = normalize(load_images([r.path for r in ts.query], cfg.data.height, cfg.data.width))
-        with torch.no_grad():
-            res = method.inspect(x)
-        h, w = res["fmap"].shape[2:]
-        rows, cols = mask_cells(res["masks"], w)                   # (N, K)
-        ring = (rows == 0) | (rows == h - 1) | (cols == 0) | (cols == w - 1)
-        on_ring, total = on_ring + ring.sum(0), total + len(x)
-    return (on_ring / total).tolist()
+    return on_ring(*chosen_cells(method, query_paths(bench.seen), (cfg.data.height, cfg.data.width)))
 
 
 def ring_cached(run_dir: Path, cfg: Config, bench) -> list[float]:
