@@ -15,7 +15,6 @@ Example::
 from __future__ import annotations
 
 import csv
-import html
 import io
 import math
 
@@ -57,7 +56,8 @@ def chance_row(group: OrderGroup, chance: dict[str, dict[str, float]]) -> dict[t
 def _cells(group: OrderGroup, chance) -> list[tuple[str, list[tuple[str, bool]]]]:
     """Rows as (label, [(cell text, bold)]) in column order, the chance row last."""
     best = best_rows(group)
-    rows = [(r.label, [(r.value(*c).cell(), r.label in best[c]) for c in group.columns()]) for r in group.rows]
+    rows = [(label, [(text, label in best[c]) for (text, _), c in zip(cells, group.columns())])
+            for label, cells in group.cells()]
     if chance is not None:
         levels = chance_row(group, chance)
         rows.append((CHANCE, [("-" if math.isnan(levels[c]) else f"{levels[c]:.2f}", False)
@@ -86,12 +86,7 @@ def to_csv(group: OrderGroup, chance=None) -> str:
 
 
 def to_markdown(group: OrderGroup, chance=None) -> str:
-    head = ["Method"] + [f"{d} {m}" for d, m in group.columns()]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join([":---"] + ["---:"] * (len(head) - 1)) + "|"]
-    for label, cells in _cells(group, chance):
-        shown = [f"**{t}**" if bold else t for t, bold in cells]
-        lines.append("| " + " | ".join([label.replace("|", "\\|")] + shown) + " |")
-    return "\n".join(lines) + "\n"
+    return group.markdown_table(_cells(group, chance)) + "\n"
 
 
 def to_latex(group: OrderGroup, chance=None) -> str:
@@ -114,17 +109,7 @@ def to_latex(group: OrderGroup, chance=None) -> str:
 
 def to_html(group: OrderGroup, chance=None) -> str:
     """Table 2 as shown in notebook 05: two-level header, best in bold, the chance row in grey."""
-    groups = group.order + ["Seen-Avg", "Unseen-Avg"]
-    top = "".join(f'<th colspan="2" style="text-align:center">{html.escape(g)}</th>' for g in groups)
-    sub = "".join(f'<th style="text-align:right">{m}</th>' for _ in groups for m in METRICS)
-    pad = "text-align:right;white-space:nowrap;padding:2px 8px"
-    body = []
-    for label, cells in _cells(group, chance):
-        grey = ' style="color:#666"' if label == CHANCE else ""
-        tds = "".join(f'<td style="{pad}">' + (f"<b>{t}</b>" if bold else t) + "</td>" for t, bold in cells)
-        body.append(f'<tr{grey}><td style="text-align:left;white-space:nowrap">{html.escape(label)}</td>{tds}</tr>')
-    return (f'<table class="lreid-table2" data-order="{html.escape(group.label)}"><thead>'
-            f'<tr><th rowspan="2">Method</th>{top}</tr><tr>{sub}</tr></thead><tbody>{"".join(body)}</tbody></table>')
+    return group.html_table(_cells(group, chance), grey=CHANCE)
 
 
 def export_table(group: OrderGroup, fmt: str, chance=None) -> str:

@@ -256,12 +256,17 @@ class OrderGroup:
         return f"{name}{' → '.join(self.order)} (unseen: {unseen})"
 
     # ---- tables as text ----------------------------------------------------------------------------
-    def markdown_table(self) -> str:
+    def cells(self) -> list[tuple[str, list[tuple[str, bool]]]]:
+        """The rows as (label, [(cell text, bold)]) in column order, nothing bold (``export`` marks the best)."""
+        return [(r.label, [(r.value(*c).cell(), False) for c in self.columns()]) for r in self.rows]
+
+    def markdown_table(self, rows: list[tuple[str, list[tuple[str, bool]]]] | None = None) -> str:
+        """Table 2 in Markdown; ``rows`` as ``cells()`` gives them (the default)."""
         head = ["Method"] + [f"{d} {m}" for d, m in self.columns()]
         lines = ["| " + " | ".join(head) + " |", "|" + "|".join([":---"] + ["---:"] * (len(head) - 1)) + "|"]
-        for r in self.rows:
-            lines.append("| " + " | ".join([_md_escape(r.label)] + [r.value(d, m).cell() for d, m in self.columns()])
-                         + " |")
+        for label, cells in self.cells() if rows is None else rows:
+            shown = [f"**{t}**" if bold else t for t, bold in cells]
+            lines.append("| " + " | ".join([_md_escape(label)] + shown) + " |")
         return "\n".join(lines)
 
     def forgetting_markdown(self) -> str:
@@ -272,18 +277,22 @@ class OrderGroup:
             lines.append("| " + " | ".join([_md_escape(r.label)] + [s.cell() for s in f + bwt]) + " |")
         return "\n".join(lines)
 
-    def html_table(self) -> str:
-        """Table 2 with the paper's two-level header (domain over mAP / R1)."""
+    def html_table(self, rows: list[tuple[str, list[tuple[str, bool]]]] | None = None, grey: str = "") -> str:
+        """Table 2 with the paper's two-level header (domain over mAP / R1); ``rows`` as ``cells()`` gives them (the
+        default); the row labelled ``grey`` is drawn in grey (``export``'s chance row)."""
         groups = self.order + ["Seen-Avg", "Unseen-Avg"]
         top = "".join(f'<th colspan="2" style="text-align:center">{html.escape(g)}</th>' for g in groups)
         sub = "".join(f'<th style="text-align:right">{m}</th>' for _ in groups for m in METRICS)
-        cell = 'style="text-align:right;white-space:nowrap;padding:2px 8px"'
-        body = "".join(
-            f'<tr><td style="text-align:left;white-space:nowrap">{html.escape(r.label)}</td>'
-            + "".join(f"<td {cell}>{r.value(d, m).cell()}</td>" for d, m in self.columns())
-            + "</tr>" for r in self.rows)
+        pad = "text-align:right;white-space:nowrap;padding:2px 8px"
+        body = []
+        for label, cells in self.cells() if rows is None else rows:
+            style = ' style="color:#666"' if grey and label == grey else ""
+            tds = "".join(f'<td style="{pad}">' + (f"<b>{t}</b>" if bold else t) + "</td>" for t, bold in cells)
+            name = f'<td style="text-align:left;white-space:nowrap">{html.escape(label)}</td>'
+            body.append(f"<tr{style}>{name}{tds}</tr>")
         return (f'<table class="lreid-table2" data-order="{html.escape(self.label)}"><thead>'
-                f'<tr><th rowspan="2">Method</th>{top}</tr><tr>{sub}</tr></thead><tbody>{body}</tbody></table>')
+                f'<tr><th rowspan="2">Method</th>{top}</tr><tr>{sub}</tr></thead>'
+                f'<tbody>{"".join(body)}</tbody></table>')
 
     def csv_text(self) -> str:
         """Numbers only: means in % (2 decimals) and, per column, the std over seeds (blank for single runs)."""
