@@ -28,7 +28,7 @@ import torch
 
 from .config import Config, with_method  # noqa: F401  (with_method: for the notebooks)
 from .data.benchmark import Benchmark, TrainSet
-from .results import RunResult, finished_run, holds_run
+from .results import RunResult, finished_run, holds_run, points
 from .train import LOGGED, Trainer
 
 
@@ -195,14 +195,9 @@ def mAP_with_bn_from(folder: Path, cfg: Config, bench: Benchmark, bn_step: int =
 
 
 # ---- conclusions printed from the runs (notebooks 01, 03, 04) ---------------------------------------------
-def _signed(points: float) -> str:
-    """``points`` with its sign, two decimals; a rounding-level negative prints as +0.00, not -0.00."""
-    return f"{(round(points, 2) or 0.0):+.2f}"
-
-
 def _change(diff: float, up: str, down: str, same: str = "no change", eps: float = 0.05) -> str:
     """``diff`` (points) as signed text with the word for its direction (``same`` within ``eps``)."""
-    return same if abs(diff) < eps else f"{_signed(diff)} points, {up if diff > 0 else down}"
+    return same if abs(diff) < eps else f"{points(diff, signed=True)} points, {up if diff > 0 else down}"
 
 
 def forgetting_conclusion(base: RunResult, method: RunResult) -> str:
@@ -218,8 +213,9 @@ def forgetting_conclusion(base: RunResult, method: RunResult) -> str:
                f"less{share}")
     return (f"Forgetting (mean drop from right after each domain's step to the end): {verdict}.\n"
             f"{method.method}'s lead over {base.method} at the end: Seen-Avg mAP {100 * method.seen_avg():.2f} vs "
-            f"{100 * base.seen_avg():.2f} ({_signed(seen)} points); first domain {100 * method.matrix()[-1, 0]:.2f} "
-            f"vs {100 * base.matrix()[-1, 0]:.2f} ({_signed(first)} points).")
+            f"{100 * base.seen_avg():.2f} ({points(seen, signed=True)} points); first domain "
+            f"{100 * method.matrix()[-1, 0]:.2f} vs {100 * base.matrix()[-1, 0]:.2f} ({points(first, signed=True)} "
+            f"points).")
 
 
 def trade_off_text(scores: dict[str, dict[str, dict[str, float]]], with_term: str, without: str, first: str,
@@ -236,7 +232,7 @@ def trade_off_text(scores: dict[str, dict[str, dict[str, float]]], with_term: st
             f"{100 * scores[without][new]['mAP']:.2f} {without}: "
             f"{_change(cost, 'the cost of the term', 'gained with the term')}\n"
             f"mean of the two: {seen[with_term]:.2f} {with_term} vs {seen[without]:.2f} {without} "
-            f"({_signed(seen[with_term] - seen[without])} points)")
+            f"({points(seen[with_term] - seen[without], signed=True)} points)")
 
 
 def gradient_ratio_word(ratio: float) -> str:
@@ -261,7 +257,7 @@ def variant_effect_text(reference: RunResult, changed: RunResult, what: str) -> 
 def task_aware_text(gaps: dict[str, float]) -> str:
     """Per seen domain, task-aware minus task-agnostic mAP (points), and what the sign says."""
     below = [d for d, g in gaps.items() if round(g, 2) < 0]
-    lines = ["task-aware - task-agnostic mAP: " + ", ".join(f"{d} {_signed(g)}" for d, g in gaps.items())]
+    lines = ["task-aware - task-agnostic mAP: " + ", ".join(f"{d} {points(g, signed=True)}" for d, g in gaps.items())]
     if below:
         lines.append(f"task-aware is below task-agnostic on {', '.join(below)}: there, the domain's own head alone "
                      f"ranks worse than all heads together (task-agnostic concatenates them, so its distance sums "

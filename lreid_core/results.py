@@ -248,6 +248,13 @@ TABLE_COLUMNS = (("Seen mAP", "seen_mAP"), ("Seen R1", "seen_R1"), ("Unseen mAP"
                  ("Unseen R1", "unseen_R1"), ("Forget", "forgetting_mAP"))
 
 
+def points(value: float, signed: bool = False) -> str:
+    """``value`` (points) with two decimals, its sign too when ``signed``; a value that rounds to zero prints as
+    0.00 (never -0.00), so a computed sentence does not show a sign the number does not have."""
+    v = round(value, 2) or 0.0
+    return f"{v:+.2f}" if signed else f"{v:.2f}"
+
+
 def _cell(values: list[float]) -> str:
     """One value as ``12.34``, several (seeds) as ``mean ± sample std``; NaN (joint's forgetting) as ``-``."""
     vals = np.asarray(values, dtype=float)

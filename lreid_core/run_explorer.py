@@ -45,6 +45,7 @@ from .io import atomic_write_text
 from .methods import list_methods
 from .report import OrderGroup, Report, _order_label, _slug, build_report
 from .report_write import report_files, write_report
+from .results import points
 
 DEFAULT_METHODS = ("finetune", "lwf")
 
@@ -65,16 +66,12 @@ def order_choices(cfg: Config) -> dict[str, tuple[str, list[str]]]:
     return choices
 
 
-def _pts(x: float) -> str:
-    return f"{x + 0.0:.2f}"                 # + 0.0: no "-0.00"
-
-
 def _than(diff: float, ref: str, more: str = "more than", less: str = "less than", same: str = "as much as") -> str:
     """``diff`` against ``ref`` as "<|diff|> points more than / less than ref" (or "as much as ref"), so a sentence
     holds whichever way the results go."""
     if round(diff, 2) == 0:
         return f"{same} {ref} (within 0.01 points)"
-    return f"{_pts(abs(diff))} points {more if diff > 0 else less} {ref}"
+    return f"{points(abs(diff))} points {more if diff > 0 else less} {ref}"
 
 
 def conclusions(group: OrderGroup, baseline: str = "finetune") -> list[str]:
@@ -88,37 +85,37 @@ def conclusions(group: OrderGroup, baseline: str = "finetune") -> list[str]:
         lo, hi = min(forget, key=forget.get), max(forget, key=forget.get)
         head = "Forgetting (mAP points lost on earlier domains by the end of the order; negative: they improved): "
         if round(forget[hi] - forget[lo], 2) == 0:
-            lines.append(head + f"all {len(forget)} lifelong methods forget the same ({_pts(forget[lo])}).")
+            lines.append(head + f"all {len(forget)} lifelong methods forget the same ({points(forget[lo])}).")
         else:
-            lines.append(head + f"{lo} forgets least ({_pts(forget[lo])}), {hi} most ({_pts(forget[hi])}), "
-                         f"{_pts(forget[hi] - forget[lo])} points apart.")
+            lines.append(head + f"{lo} forgets least ({points(forget[lo])}), {hi} most ({points(forget[hi])}), "
+                         f"{points(forget[hi] - forget[lo])} points apart.")
         if baseline in forget:
             lines += [f"{label} forgets {_than(f - forget[baseline], baseline)}."
                       for label, f in forget.items() if label != baseline]
     elif forget:
         [(label, f)] = forget.items()
         lines.append(f"Forgetting (mAP points lost on earlier domains by the end of the order; negative: they "
-                     f"improved): {label} {_pts(f)}.")
+                     f"improved): {label} {points(f)}.")
     seen = {r.label: r.value("Seen-Avg", "mAP").mean for r in group.rows}
     if group.unseen:
         unseen = {r.label: r.value("Unseen-Avg", "mAP").mean for r in group.rows}
         gaps = {label: seen[label] - unseen[label] for label in seen}
         above = sum(g > 0 for g in gaps.values())
-        lines.append("Seen-Avg minus Unseen-Avg mAP: " + ", ".join(f"{k} {'+' if g >= 0 else '-'}{_pts(abs(g))}"
+        lines.append("Seen-Avg minus Unseen-Avg mAP: " + ", ".join(f"{k} {'+' if g >= 0 else '-'}{points(abs(g))}"
                                                                       for k, g in gaps.items())
                      + f" (the seen domains score higher for {above} of {len(gaps)} rows).")
     if lifelong:
         best_seen = max((r.label for r in lifelong), key=seen.get)
-        text = f"Highest Seen-Avg mAP among the lifelong methods: {best_seen} ({_pts(seen[best_seen])})"
+        text = f"Highest Seen-Avg mAP among the lifelong methods: {best_seen} ({points(seen[best_seen])})"
         if group.unseen:
             best_unseen = max((r.label for r in lifelong), key=unseen.get)
-            text += f"; highest Unseen-Avg mAP: {best_unseen} ({_pts(unseen[best_unseen])})"
+            text += f"; highest Unseen-Avg mAP: {best_unseen} ({points(unseen[best_unseen])})"
         lines.append(text + ".")
         for r in group.rows:
             if r.joint:
                 gap = _than(seen[r.label] - seen[best_seen], best_seen, "above", "below", "level with")
                 lines.append(f"{r.label} (all domains at once, the upper bound) reaches Seen-Avg mAP "
-                             f"{_pts(seen[r.label])}, {gap}.")
+                             f"{points(seen[r.label])}, {gap}.")
     return lines
 
 
@@ -127,7 +124,7 @@ def _forgetting_html(group: OrderGroup) -> str:
     body = ""
     for r in group.rows:
         f = [r.forgetting(m) for m in ("mAP", "R1")]
-        cells = [s.cell() for s in f] + ["-" if math.isnan(s.mean) else _pts(-s.mean) for s in f]
+        cells = [s.cell() for s in f] + ["-" if math.isnan(s.mean) else points(-s.mean) for s in f]
         body += f"<tr><td>{html.escape(r.label)}</td>" + "".join(
             f'<td style="text-align:right">{c}</td>' for c in cells) + "</tr>"
     return f'<table class="lreid-forgetting"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
