@@ -85,6 +85,14 @@ def save_demo_figures(results: list[RunResult], out: Path) -> list[Path]:
     return paths
 
 
+def _shared_bar(fig, im, axes, label: str, fraction: float = 0.04, pad: float = 0.02, size: int = 8) -> None:
+    """One colour bar for ``axes`` that share ``im``'s scale (``im``: an image or a ScalarMappable), labelled in
+    ``size``-point text with 8-point ticks."""
+    bar = fig.colorbar(im, ax=list(axes), fraction=fraction, pad=pad)
+    bar.set_label(label, fontsize=size)
+    bar.ax.tick_params(labelsize=8)
+
+
 def step_matrices(results: list[RunResult], metric: str = "mAP", width: float = 10.0):
     """``step_matrix`` of several runs side by side on one colour scale (0 to the largest value shown) with one
     colour bar, so the panels compare by colour; returns the figure."""
@@ -96,9 +104,8 @@ def step_matrices(results: list[RunResult], metric: str = "mAP", width: float = 
         ax.set_title(r.method, fontsize=9)
         if i:                                   # the rows are the same steps: label them once
             ax.set_yticklabels([])
-    bar = fig.colorbar(plt.cm.ScalarMappable(plt.Normalize(0, top), "viridis"), ax=list(axes[0]), fraction=0.03)
-    bar.set_label(f"{metric} (%)", fontsize=9)
-    bar.ax.tick_params(labelsize=8)
+    _shared_bar(fig, plt.cm.ScalarMappable(plt.Normalize(0, top), "viridis"), axes[0], f"{metric} (%)",
+                fraction=0.03, pad=0.05, size=9)
     return fig
 
 
@@ -244,9 +251,7 @@ def score_maps(probs: torch.Tensor, grid: tuple[int, int], axes, masks: torch.Te
         ax.set_title(f"branch {r + 1}\nmax {float(pr.max()):.2f}, H {entropy:.2f}", fontsize=8,
                      color=colors[r] if r < k else "black")
     if im is not None:
-        bar = axes[0].figure.colorbar(im, ax=list(axes), fraction=0.05, pad=0.02)
-        bar.set_label(label, fontsize=8)
-        bar.ax.tick_params(labelsize=8)
+        _shared_bar(axes[0].figure, im, axes, label, fraction=0.05)
     return axes
 
 
@@ -276,9 +281,7 @@ def cell_histograms(freqs: dict[str, np.ndarray], vmax: float | None = None):
             ax.set_xticks([]), ax.set_yticks([])
             ax.set_title(f"branch {r + 1}", fontsize=9, color=colors[r])
         axes[i, 0].set_ylabel(name, fontsize=9)
-    bar = fig.colorbar(im, ax=axes.ravel().tolist(), fraction=0.04, pad=0.02)
-    bar.set_label("share of images choosing the cell", fontsize=9)
-    bar.ax.tick_params(labelsize=8)
+    _shared_bar(fig, im, axes.ravel(), "share of images choosing the cell", size=9)
     return fig
 
 
@@ -313,13 +316,6 @@ def _heatmap(ax, mat: np.ndarray, cmap: str, vmin: float = 0.0, vmax: float | No
             ax.text(x, y, f"{v:.2f}", ha="center", va="center", fontsize=8,
                     color="black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white")
     return im
-
-
-def _shared_bar(fig, im, axes, label: str) -> None:
-    """One colour bar for ``axes`` that share ``im``'s scale."""
-    bar = fig.colorbar(im, ax=list(axes), fraction=0.04, pad=0.02)
-    bar.set_label(label, fontsize=8)
-    bar.ax.tick_params(labelsize=8)
 
 
 DISTANCE_CMAP = "mako_r"   # sequential, light at 0
