@@ -327,7 +327,7 @@ class RunExplorer:
         """Train the missing runs one after another; the bar and the status line follow every iteration (step,
         epoch, iteration, share of all runs and an ETA from the time so far), at most twice a second, and always at
         a step's first iteration and its end, so even a run shorter than the interval shows its progress."""
-        from .train import Trainer
+        from .train import Trainer, step_epochs
 
         t0, shown, dirs = time.perf_counter(), [0.0], {}
         for k, (m, run_dir) in enumerate(todo):
@@ -336,9 +336,9 @@ class RunExplorer:
             self.bar.layout.visibility = "visible"
             self._say(f"{m} ({k + 1}/{len(todo)}): decoding the images ...")
             trainer = Trainer(cfgs[m], m, bench, run_dir, progress=False)
-            steps, per_epoch = trainer.steps(), cfgs[m].train.iters_per_epoch
+            steps, joint = trainer.steps(), len(bench.train) if trainer.method.joint else 0
 
-            def progress(step: int, done: int, total: int, m=m, k=k, steps=steps) -> None:
+            def progress(step: int, done: int, total: int, m=m, k=k, steps=steps, joint=joint) -> None:
                 now = time.perf_counter()
                 if now - shown[0] < 0.5 and 1 < done < total:
                     return
@@ -346,8 +346,9 @@ class RunExplorer:
                 share = (k + (step + done / total) / len(steps)) / len(todo)
                 left = (now - t0) * (1 - share) / max(share, 1e-9)
                 self.bar.value = share
+                epochs = step_epochs(cfgs[m], step, joint)      # the Trainer's epochs (iters_per_epoch may be 0)
                 what = "evaluating" if done == total else \
-                    f"epoch {(done - 1) // per_epoch + 1}/{math.ceil(total / per_epoch)}, iteration {done}/{total}"
+                    f"epoch {(done - 1) * epochs // total + 1}/{epochs}, iteration {done}/{total}"
                 self._say(f"{m} ({k + 1}/{len(todo)}): step {step + 1}/{len(steps)} ({steps[step].domain}), {what}; "
                           f"{share:.0%} of the runs, {now - t0:.0f} s so far, ETA {left:.0f} s")
 
