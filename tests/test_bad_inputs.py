@@ -232,15 +232,6 @@ class _Payload:
         return open, (self.marker, "w")
 
 
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    """A finished tiny finetune run directory (2 steps) to copy and damage."""
-    cfg = load_config(profile_name="smoke", overrides=parse_overrides(SMOKE + ["method.name=finetune"]))
-    run = tmp_path_factory.mktemp("trained") / "run"
-    Trainer(cfg, "finetune", build_benchmark(cfg), run, progress=False, tensorboard=False).fit()
-    return run
-
-
 def _interrupted(trained_run, tmp_path):
     """A copy of ``trained_run`` whose metrics say it is still running (so --resume accepts it)."""
     run = tmp_path / "run"

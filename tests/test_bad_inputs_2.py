@@ -30,15 +30,6 @@ ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS":
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    """A finished tiny finetune run (2 steps)."""
-    cfg = load_config(profile_name="smoke", overrides=parse_overrides(SMOKE + ["method.name=finetune"]))
-    run = tmp_path_factory.mktemp("trained-2") / "run"
-    Trainer(cfg, "finetune", build_benchmark(cfg), run, progress=False, tensorboard=False).fit()
-    return run
-
-
-@pytest.fixture(scope="module")
 def mid_step_run(tmp_path_factory):
     """A finetune run stopped just after its first mid-step checkpoint (``iter`` > 0), as a kill leaves it."""
     class Stop(Exception):
